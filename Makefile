@@ -1,0 +1,96 @@
+# pocketllm — plain C11 + pthreads + libm.
+#   make          library, CLI (build/pocketllm), tests
+#   make run      build, then generate text from the default model
+#   make test     build and run every test (ends with "N passed, N failed")
+#   make asan     the same tests under AddressSanitizer + UBSan (build-asan/)
+#   make fuzz     build the fuzz targets with clang's libFuzzer (build-fuzz/)
+#   make bench    benchmarks (figures, never asserted)
+# WERROR=1 turns warnings into errors (CI does this).
+
+CC      ?= cc
+B       ?= build
+OPT     ?= -O2
+CFLAGS_BASE = -std=c11 -g $(OPT) -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+          -D_GNU_SOURCE -Iinclude -pthread
+ifeq ($(WERROR),1)
+CFLAGS_BASE += -Werror
+endif
+CFLAGS  += $(CFLAGS_BASE) $(EXTRA_CFLAGS)
+LDLIBS  += -lm -pthread
+LDFLAGS += $(EXTRA_LDFLAGS)
+
+LIB_SRC   := $(sort $(wildcard src/*/*.c))
+TOOL_SRC  := $(sort $(wildcard tools/*.c))
+TEST_SRC  := $(sort $(wildcard tests/test_*.c))
+BENCH_SRC := $(sort $(wildcard bench/*.c))
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
+TOOL_OBJ  := $(TOOL_SRC:%.c=$(B)/obj/%.o)
+TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
+LIB       := $(B)/libpocketllm.a
+CLI       := $(B)/pocketllm
+
+# Per-ISA kernel files get their instruction-set flags; the rest of the binary
+# stays baseline x86-64 so it runs anywhere and dispatches at run time.
+ISA_FLAGS_x86_avx2    = -mavx2 -mfma -mf16c
+ISA_FLAGS_x86_avx512  = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
+ifeq ($(shell uname -m),x86_64)
+$(B)/obj/src/kernels/x86_avx2.o:   CFLAGS += $(ISA_FLAGS_x86_avx2)
+$(B)/obj/src/kernels/x86_avx512.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
+endif
+
+DEFAULT_MODEL ?= ../shared/models/kjv-llama-q8_0.gguf
+
+.PHONY: all run test asan fuzz bench clean
+all: $(LIB) $(CLI) $(TEST_BIN) $(BENCH_BIN)
+
+$(B)/obj/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	rm -f $@ && ar rcs $@ $^
+
+$(CLI): $(TOOL_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
+
+$(B)/tests/%: tests/%.c $(LIB) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+$(B)/bench/%: bench/%.c $(LIB)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc $(LDFLAGS) -o $@ $< $(LIB) $(LDLIBS)
+
+run: $(CLI)
+	@if [ -f "$(DEFAULT_MODEL)" ]; then \
+	  $(CLI) run -m $(DEFAULT_MODEL) -p "In the beginning God created" -n 64; \
+	else \
+	  echo "default model $(DEFAULT_MODEL) not found: run 'build/pocketllm run -m FILE.gguf -p \"...\"' with a GGUF model"; exit 1; \
+	fi
+
+test: all
+	tests/run.sh $(B)
+
+asan:
+	$(MAKE) B=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
+	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
+	PL_ASAN=1 tests/run.sh build-asan
+
+FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
+fuzz:
+	@mkdir -p build-fuzz
+	for f in $(FUZZ_SRC); do \
+	  clang -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/$$(basename $$f .c) $$f $(LIB_SRC) -lm -pthread || exit 1; \
+	done
+
+bench: all
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+clean:
+	rm -rf build build-asan build-fuzz
+
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)

@@ -1,0 +1,177 @@
+/*
+ * pocketllm — run Llama-family language models where memory is the hard limit.
+ *
+ * This header is the whole public API. All types are opaque; every call that can
+ * fail returns a pl_status (PL_OK == 0) and leaves a message for pl_last_error()
+ * on the calling thread naming what failed, which file/tensor/field, and why.
+ * Nothing in the library calls exit() or abort() on bad input.
+ *
+ * Ownership: objects made by pl_*_new / pl_*_load are freed by the matching
+ * pl_*_free; pl_*_free(NULL) is a no-op. Borrowed pointers state their lifetime.
+ * Dimension letters used in comments: T tokens, C channels (n_embd), V vocab.
+ */
+#ifndef POCKETLLM_H
+#define POCKETLLM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Status codes: append-only. */
+typedef enum pl_status {
+    PL_OK = 0,
+    PL_ERR_INVALID_ARG = 1,  /* a caller passed something unusable */
+    PL_ERR_IO = 2,           /* open/read/mmap failed */
+    PL_ERR_FORMAT = 3,       /* a file is truncated, corrupt or inconsistent */
+    PL_ERR_UNSUPPORTED = 4,  /* valid input we do not handle (arch, quant type...) */
+    PL_ERR_NOMEM = 5,        /* the system refused an allocation */
+    PL_ERR_BUDGET = 6,       /* the memory budget cannot hold this */
+    PL_ERR_CANCELLED = 7,    /* stopped by a callback or pl_ctx_cancel() */
+    PL_ERR_CONTEXT_FULL = 8, /* the KV cache has no room for more tokens */
+    PL_ERR_INTERNAL = 9      /* a bug: please report with the message */
+} pl_status;
+
+typedef int32_t pl_token;
+
+/* Message of the last failure on this thread; never NULL; valid until the next
+ * failing call on this thread. */
+const char *pl_last_error(void);
+/* Short fixed name of a status ("PL_ERR_FORMAT"). */
+const char *pl_status_name(pl_status s);
+/* Library version string, e.g. "0.1.0". */
+const char *pl_version(void);
+
+/* ---------------------------------------------------------------- models */
+
+typedef struct pl_model pl_model;
+
+typedef struct pl_model_params {
+    int vocab_only; /* load only the tokenizer (no weights needed in the file) */
+} pl_model_params;
+
+pl_model_params pl_model_default_params(void);
+pl_status pl_model_load(const char *path, const pl_model_params *params, pl_model **out);
+void pl_model_free(pl_model *model);
+
+int pl_model_n_vocab(const pl_model *model);
+int pl_model_n_embd(const pl_model *model);
+int pl_model_n_layer(const pl_model *model);
+int pl_model_n_ctx_train(const pl_model *model);
+/* Architecture name from the file ("llama", "qwen2", "qwen3"); valid while the model lives. */
+const char *pl_model_arch(const pl_model *model);
+pl_token pl_model_bos(const pl_model *model); /* -1 if none */
+pl_token pl_model_eos(const pl_model *model); /* -1 if none */
+/* Nonzero when the model's metadata asks for BOS at the start of a prompt. */
+int pl_model_add_bos(const pl_model *model);
+/* Nonzero for end-of-generation tokens (EOS, EOT, <|im_end|>, ...). */
+int pl_model_is_eog(const pl_model *model, pl_token tok);
+
+/* ------------------------------------------------------------- tokenizer */
+
+/* Tokenize `len` bytes of UTF-8 text into `out` (capacity `cap`). *n_out gets the
+ * token count; if it exceeds cap the call returns PL_ERR_INVALID_ARG and *n_out
+ * says how many are needed. parse_special: text like "<s>" becomes the special
+ * token instead of being tokenized as plain text. */
+pl_status pl_tokenize(const pl_model *model, const char *text, size_t len, int add_bos,
+                      int parse_special, pl_token *out, int cap, int *n_out);
+/* Bytes of one token's text (byte-fallback tokens give their raw byte; a leading
+ * space of SentencePiece pieces is included). Returns the byte count, which may
+ * exceed cap (then nothing useful was written), or -1 for an invalid token. */
+int pl_token_to_piece(const pl_model *model, pl_token tok, char *buf, int cap);
+/* Detokenize a sequence: the inverse of pl_tokenize for text without specials.
+ * Returns bytes needed (excluding the NUL); writes a NUL-terminated string when
+ * it fits in cap. The leading space SentencePiece adds after BOS is removed. */
+int pl_detokenize(const pl_model *model, const pl_token *toks, int n, char *buf, int cap);
+
+/* ------------------------------------------------------------- contexts */
+
+typedef struct pl_ctx pl_ctx;
+
+typedef struct pl_ctx_params {
+    int n_ctx;      /* tokens the KV cache holds; 0 = min(model's n_ctx_train, 4096) */
+    int n_batch;    /* max tokens evaluated per internal step; 0 = 512 */
+    int n_threads;  /* 0 = number of online CPUs */
+    int logits_all; /* keep logits for every evaluated position, not only the last */
+} pl_ctx_params;
+
+pl_ctx_params pl_ctx_default_params(void);
+pl_status pl_ctx_new(pl_model *model, const pl_ctx_params *params, pl_ctx **out);
+void pl_ctx_free(pl_ctx *ctx);
+
+/* Evaluate n tokens as one batch appended at the current position. */
+pl_status pl_ctx_decode(pl_ctx *ctx, const pl_token *toks, int n);
+/* Logits (V floats) of the i-th token of the last decode call; i = -1 is the
+ * last one. Without logits_all only the last is kept. Valid until the next
+ * decode/reset; NULL when not available. */
+const float *pl_ctx_logits(const pl_ctx *ctx, int i);
+/* Tokens currently in the KV cache. */
+int pl_ctx_pos(const pl_ctx *ctx);
+int pl_ctx_n_ctx(const pl_ctx *ctx);
+/* Forget everything after the first n_keep tokens (0 = empty the cache). */
+pl_status pl_ctx_truncate(pl_ctx *ctx, int n_keep);
+/* Ask a running decode or completion to stop; safe from any thread. It returns
+ * PL_ERR_CANCELLED; the flag clears when the next call starts. */
+void pl_ctx_cancel(pl_ctx *ctx);
+
+/* ------------------------------------------------------------- sampling */
+
+typedef struct pl_sampler pl_sampler;
+
+typedef struct pl_sampler_params {
+    float temp;           /* <= 0: greedy (argmax) */
+    int top_k;            /* <= 0: off */
+    float top_p;          /* >= 1: off */
+    float min_p;          /* <= 0: off */
+    float repeat_penalty; /* 1: off */
+    int repeat_last_n;    /* how many recent tokens the penalty looks at */
+    uint64_t seed;        /* same seed, same logits -> same tokens */
+} pl_sampler_params;
+
+pl_sampler_params pl_sampler_default_params(void);
+pl_status pl_sampler_new(const pl_sampler_params *params, pl_sampler **out);
+void pl_sampler_free(pl_sampler *s);
+/* Pick a token from V logits (not modified). */
+pl_token pl_sampler_sample(pl_sampler *s, const float *logits, int n_vocab);
+/* Tell the sampler a token became part of the sequence (for repetition penalty). */
+void pl_sampler_accept(pl_sampler *s, pl_token tok);
+void pl_sampler_reset(pl_sampler *s);
+
+/* ----------------------------------------------------------- completion */
+
+/* Called once per generated token with its text bytes (may be empty when a
+ * multi-byte character is split across tokens; the bytes come with a later
+ * token). Return nonzero to stop generation. */
+typedef int (*pl_on_token)(void *user, pl_token tok, const char *text, size_t len);
+
+typedef struct pl_complete_params {
+    const char *prompt;        /* UTF-8; may be NULL when prompt_tokens is given */
+    const pl_token *prompt_tokens;
+    int n_prompt_tokens;
+    int n_predict;             /* max tokens to generate; < 0 = until the context is full */
+    int add_bos;               /* -1 = as the model says, 0 no, 1 yes */
+    int parse_special;
+    int ignore_eos;            /* keep going past end-of-generation tokens */
+    pl_sampler_params sampling;
+} pl_complete_params;
+
+typedef struct pl_timings {
+    int n_prompt;      /* prompt tokens evaluated */
+    int n_gen;         /* tokens generated */
+    double prompt_ms;  /* time evaluating the prompt */
+    double gen_ms;     /* time generating */
+} pl_timings;
+
+pl_complete_params pl_complete_default_params(void);
+/* Evaluate the prompt (appended to what the context holds) and generate,
+ * streaming each token to on_token. Stops at EOG, n_predict, a full context,
+ * a nonzero return from on_token (PL_OK), or pl_ctx_cancel (PL_ERR_CANCELLED). */
+pl_status pl_complete(pl_ctx *ctx, const pl_complete_params *params, pl_on_token on_token,
+                      void *user, pl_timings *timings);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* POCKETLLM_H */

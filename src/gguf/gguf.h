@@ -1,0 +1,149 @@
+/*
+ * gguf: reader and writer of the GGUF container (v2 and v3).
+ *
+ * The reader parses a file image that lives in memory (an mmap of a file, or a
+ * caller's buffer) and never copies tensor data: gguf_tensor.data points into
+ * the image. Every length, count, offset and dimension is bounds-checked against
+ * the image before use; a bad file yields PL_ERR_FORMAT with a message naming
+ * the field. Strings (keys, names, string values) point into the image and are
+ * NOT NUL-terminated; use gguf_str_eq / gguf_str_dup.
+ *
+ * Lifetime: everything returned by accessors lives until gguf_close().
+ */
+#ifndef PL_GGUF_H
+#define PL_GGUF_H
+
+#include "../core/core.h"
+#include "../quant/quant.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#define GGUF_MAGIC 0x46554747u /* "GGUF" little-endian */
+#define GGUF_DEFAULT_ALIGNMENT 32
+#define GGUF_MAX_DIMS 4
+
+typedef enum gguf_type {
+    GGUF_TYPE_UINT8 = 0,
+    GGUF_TYPE_INT8 = 1,
+    GGUF_TYPE_UINT16 = 2,
+    GGUF_TYPE_INT16 = 3,
+    GGUF_TYPE_UINT32 = 4,
+    GGUF_TYPE_INT32 = 5,
+    GGUF_TYPE_FLOAT32 = 6,
+    GGUF_TYPE_BOOL = 7,
+    GGUF_TYPE_STRING = 8,
+    GGUF_TYPE_ARRAY = 9,
+    GGUF_TYPE_UINT64 = 10,
+    GGUF_TYPE_INT64 = 11,
+    GGUF_TYPE_FLOAT64 = 12,
+    GGUF_TYPE_COUNT
+} gguf_type;
+
+typedef struct gguf_str {
+    const char *ptr; /* into the file image; not NUL-terminated */
+    uint64_t len;
+} gguf_str;
+
+typedef struct gguf_kv {
+    gguf_str key;
+    gguf_type type;        /* value type; GGUF_TYPE_ARRAY for arrays */
+    gguf_type arr_type;    /* element type when type == GGUF_TYPE_ARRAY */
+    uint64_t arr_n;        /* element count when an array */
+    const uint8_t *data;   /* scalar value, or first array element (raw, little-endian) */
+    gguf_str *strs;        /* string values: 1 for a string, arr_n for a string array */
+} gguf_kv;
+
+typedef struct gguf_tensor {
+    gguf_str name;
+    uint32_t n_dims;
+    int64_t ne[GGUF_MAX_DIMS]; /* ne[0] is the contiguous (row) dimension; unused dims are 1 */
+    uint32_t type;             /* ggml type id (see quant/quant.h) */
+    uint64_t offset;           /* relative to the data section */
+    uint64_t nbytes;           /* computed from type and shape */
+    const void *data;          /* into the image */
+} gguf_tensor;
+
+typedef struct gguf_file {
+    const uint8_t *base; /* the image */
+    uint64_t size;
+    uint32_t version;
+    uint64_t n_kv;
+    gguf_kv *kv;
+    uint64_t n_tensors;
+    gguf_tensor *tensors;
+    uint64_t alignment;
+    uint64_t data_offset; /* start of the tensor data section within the image */
+    /* ownership of the image */
+    void *map;            /* non-NULL when we mmap'd it */
+    uint64_t map_size;
+    char *path;           /* for messages; "<memory>" for buffers */
+} gguf_file;
+
+/* Open and mmap a whole file read-only. */
+pl_status gguf_open(const char *path, gguf_file **out);
+/* Parse an image the caller keeps alive for the life of the gguf_file. `what`
+ * names it in messages (may be NULL). */
+pl_status gguf_open_memory(const void *data, uint64_t size, const char *what, gguf_file **out);
+void gguf_close(gguf_file *f);
+
+/* Metadata lookup: index of key or -1. */
+int64_t gguf_find_key(const gguf_file *f, const char *key);
+const gguf_kv *gguf_get_kv(const gguf_file *f, const char *key);
+/* Typed getters with conversion between integer widths (range-checked) and
+ * float widths. Return PL_OK, or PL_ERR_FORMAT with a message naming the key
+ * when the key is absent or of an incompatible type. */
+pl_status gguf_get_u32(const gguf_file *f, const char *key, uint32_t *out);
+pl_status gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
+pl_status gguf_get_f32(const gguf_file *f, const char *key, float *out);
+pl_status gguf_get_bool(const gguf_file *f, const char *key, bool *out);
+pl_status gguf_get_str(const gguf_file *f, const char *key, gguf_str *out);
+/* Same, returning `def` when the key is absent (still an error on wrong type). */
+uint32_t gguf_get_u32_or(const gguf_file *f, const char *key, uint32_t def);
+float gguf_get_f32_or(const gguf_file *f, const char *key, float def);
+bool gguf_get_bool_or(const gguf_file *f, const char *key, bool def);
+/* Array element access (bounds-checked by caller via kv->arr_n). */
+float gguf_arr_f32(const gguf_kv *kv, uint64_t i);    /* FLOAT32 arrays */
+int64_t gguf_arr_int(const gguf_kv *kv, uint64_t i);  /* any integer array */
+
+const gguf_tensor *gguf_find_tensor(const gguf_file *f, const char *name);
+
+bool gguf_str_eq(gguf_str s, const char *z);
+/* malloc'd NUL-terminated copy; NULL on allocation failure. */
+char *gguf_str_dup(gguf_str s);
+const char *gguf_type_name(gguf_type t);
+
+/* ------------------------------------------------------------------ writer */
+
+/* Builds a GGUF v3 file: add metadata and tensor descriptions, then write.
+ * Tensor data is supplied as pointers that must stay valid until the write
+ * completes (so a streaming writer can emit one tensor at a time via
+ * gguf_writer_write_header + gguf_writer_write_tensor_data). */
+typedef struct gguf_writer gguf_writer;
+
+gguf_writer *gguf_writer_new(void);
+void gguf_writer_free(gguf_writer *w);
+pl_status gguf_writer_set_u32(gguf_writer *w, const char *key, uint32_t v);
+pl_status gguf_writer_set_i32(gguf_writer *w, const char *key, int32_t v);
+pl_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
+pl_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
+pl_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
+pl_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
+/* Arrays: elem_type is a scalar gguf_type; for strings pass `const char *const *`. */
+pl_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type,
+                              const void *data, uint64_t n);
+/* Copy every metadata pair of `src` (e.g. when quantizing), skipping keys for
+ * which skip(key) returns true (skip may be NULL). */
+pl_status gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, bool (*skip)(const char *key));
+/* Describe a tensor; `data` may be NULL when written later with write_tensor_data. */
+pl_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                                 const int64_t *ne, const void *data);
+/* Whole file at once. */
+pl_status gguf_writer_write_file(gguf_writer *w, const char *path);
+/* Streaming: header (kv + tensor infos + padding) first, then each tensor's
+ * data in the order added. */
+pl_status gguf_writer_write_header(gguf_writer *w, FILE *fp);
+pl_status gguf_writer_write_tensor_data(gguf_writer *w, FILE *fp, uint64_t index, const void *data);
+
+#endif

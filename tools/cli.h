@@ -1,0 +1,22 @@
+/*
+ * The pocketllm command-line tool: tools/main.c dispatches to one cmd_<name>()
+ * per file. Each command parses its own flags, prints --help, and returns the
+ * process exit code (0 ok, 1 failure with a message on stderr, 2 usage error).
+ */
+#ifndef PL_CLI_H
+#define PL_CLI_H
+
+#include "pocketllm.h"
+
+int cmd_info(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_score(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+
+/* Print "pocketllm: <what>: <pl_last_error()>" to stderr; returns 1. */
+int cli_fail(const char *what);
+/* Read a whole file (NUL-terminated); NULL with a message on failure. */
+char *cli_read_file(const char *path, size_t *len);
+
+#endif
