@@ -15,12 +15,16 @@ typedef struct command {
     const char *summary;
 } command;
 
+static int cmd_version(int argc, char **argv) {
+    (void)argc;
+    (void)argv;
+    printf("pocketllm %s\n", pl_version());
+    return 0;
+}
+
+/* One row per command; keep "run" first (it is the main job). */
 static const command k_commands[] = {
-    {"run", cmd_run, "generate text from a prompt, streaming tokens"},
-    {"info", cmd_info, "print a GGUF file's metadata and tensor table"},
-    {"tokenize", cmd_tokenize, "print the token ids of a text"},
-    {"score", cmd_score, "evaluate token ids as one batch; one JSON line per position"},
-    {"perplexity", cmd_perplexity, "perplexity of a text file, llama.cpp's method"},
+    {"version", cmd_version, "print the version"},
 };
 
 static void usage(FILE *fp) {
@@ -69,10 +73,7 @@ int main(int argc, char **argv) {
         usage(stdout);
         return argc < 2 ? 2 : 0;
     }
-    if (!strcmp(argv[1], "--version")) {
-        printf("pocketllm %s\n", pl_version());
-        return 0;
-    }
+    if (!strcmp(argv[1], "--version")) return cmd_version(argc - 1, argv + 1);
     for (size_t i = 0; i < sizeof k_commands / sizeof k_commands[0]; i++)
         if (!strcmp(argv[1], k_commands[i].name)) return k_commands[i].fn(argc - 1, argv + 1);
     fprintf(stderr, "pocketllm: unknown command '%s'\n\n", argv[1]);
