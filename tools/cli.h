@@ -16,6 +16,11 @@ int cmd_perplexity(int argc, char **argv);
 
 /* Print "pocketllm: <what>: <pl_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *what);
+/* Parse "1,2,3" (commas or spaces) into a malloc'd array; 0 ok, 2 bad input. */
+int cli_parse_ids(const char *s, pl_token **out, int *n_out);
+/* log-softmax of logits[target] (double precision) and argmax. */
+double cli_logprob(const float *logits, int n_vocab, int target);
+int cli_argmax(const float *logits, int n_vocab);
 /* Read a whole file (NUL-terminated); NULL with a message on failure. */
 char *cli_read_file(const char *path, size_t *len);
 

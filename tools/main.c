@@ -24,6 +24,9 @@ static int cmd_version(int argc, char **argv) {
 
 /* One row per command; keep "run" first (it is the main job). */
 static const command k_commands[] = {
+    {"run", cmd_run, "generate text from a prompt, streaming tokens"},
+    {"score", cmd_score, "evaluate token ids as one batch; one JSON line per position"},
+    {"perplexity", cmd_perplexity, "perplexity of a text file, llama.cpp's method"},
     {"version", cmd_version, "print the version"},
 };
 
