@@ -77,7 +77,7 @@ test: all
 asan:
 	$(MAKE) B=build-asan OPT=-O1 EXTRA_CFLAGS="-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined" \
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
-	PL_ASAN=1 tests/run.sh build-asan
+	PL_ASAN=1 PL_PPL_CHUNKS=2 tests/run.sh build-asan
 
 FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
 fuzz:
