@@ -139,6 +139,11 @@ pl_status gguf_writer_copy_kv(gguf_writer *w, const gguf_file *src, bool (*skip)
 /* Describe a tensor; `data` may be NULL when written later with write_tensor_data. */
 pl_status gguf_writer_add_tensor(gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
                                  const int64_t *ne, const void *data);
+/* Any scalar type: `v` points to the native value (uint8_t ... double; bool for
+ * BOOL; `const char *` for STRING, i.e. pass a `const char **`). */
+pl_status gguf_writer_set_val(gguf_writer *w, const char *key, gguf_type type, const void *v);
+/* Name used in messages of the streaming calls (write_file sets it itself). */
+pl_status gguf_writer_set_path(gguf_writer *w, const char *path);
 /* Whole file at once. */
 pl_status gguf_writer_write_file(gguf_writer *w, const char *path);
 /* Streaming: header (kv + tensor infos + padding) first, then each tensor's
