@@ -15,6 +15,7 @@
 #include <float.h>
 #include <inttypes.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -137,7 +138,14 @@ static int gguf_u64(gguf_cursor *c, uint64_t *v) {
     return 1;
 }
 
-static pl_status gguf_truncated(const gguf_cursor *c, const char *what) {
+/* "truncated: <what> at offset N runs past the end"; what is printf-style. */
+static pl_status gguf_truncated(const gguf_cursor *c, const char *fmt, ...) PL_PRINTF(2, 3);
+static pl_status gguf_truncated(const gguf_cursor *c, const char *fmt, ...) {
+    char what[160];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(what, sizeof what, fmt, ap);
+    va_end(ap);
     return pl_fail(PL_ERR_FORMAT, "%s: truncated: %s at offset %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes)",
                    c->path, what, c->pos, c->size);
 }
@@ -146,7 +154,7 @@ static pl_status gguf_truncated(const gguf_cursor *c, const char *what) {
 static pl_status gguf_read_str(gguf_cursor *c, gguf_str *s, const char *what) {
     uint64_t at = c->pos, len;
     const uint8_t *p;
-    if (!gguf_u64(c, &len)) return gguf_truncated(c, what);
+    if (!gguf_u64(c, &len)) return gguf_truncated(c, "%s", what);
     if (!gguf_take(c, len, &p))
         return pl_fail(PL_ERR_FORMAT, "%s: %s at offset %" PRIu64 ": string length %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes left)",
                        c->path, what, at, len, c->size - c->pos);
@@ -163,7 +171,7 @@ static pl_status gguf_skip_array(gguf_cursor *c, const char *key, int depth) {
     uint64_t n;
     if (depth > GGUF_MAX_NESTING)
         return pl_fail(PL_ERR_FORMAT, "%s: key '%s': arrays nested deeper than %d levels", c->path, key, GGUF_MAX_NESTING);
-    if (!gguf_u32(c, &et) || !gguf_u64(c, &n)) return gguf_truncated(c, "nested array header");
+    if (!gguf_u32(c, &et) || !gguf_u64(c, &n)) return gguf_truncated(c, "key '%s': nested array header", key);
     uint64_t left = c->size - c->pos, esz = gguf_scalar_size(et);
     if (et >= GGUF_TYPE_COUNT)
         return pl_fail(PL_ERR_FORMAT, "%s: key '%s': nested array has unknown element type %" PRIu32, c->path, key, et);
@@ -175,12 +183,14 @@ static pl_status gguf_skip_array(gguf_cursor *c, const char *key, int depth) {
         return PL_OK;
     }
     if (n > left / (et == GGUF_TYPE_STRING ? 8 : 12))
-        return pl_fail(PL_ERR_FORMAT, "%s: key '%s': nested array count %" PRIu64 " exceeds what the %" PRIu64 " remaining bytes can hold",
+        return pl_fail(PL_ERR_FORMAT, "%s: key '%s': nested array count %" PRIu64 " exceeds what the %" PRIu64 " remaining bytes can hold (truncated or corrupt file)",
                        c->path, key, n, left);
+    char what[96];
+    snprintf(what, sizeof what, "string in a nested array of key '%.40s'", key);
     for (uint64_t i = 0; i < n; i++) {
         pl_status st;
         gguf_str s;
-        if (et == GGUF_TYPE_STRING) st = gguf_read_str(c, &s, "string in a nested array");
+        if (et == GGUF_TYPE_STRING) st = gguf_read_str(c, &s, what);
         else st = gguf_skip_array(c, key, depth + 1);
         if (st) return st;
     }
@@ -204,14 +214,14 @@ static pl_status gguf_read_kv(gguf_cursor *c, gguf_file_impl *fi, uint64_t i) {
     if (dup >= 0)
         return pl_fail(PL_ERR_FORMAT, "%s: duplicate key '%s' (entries #%" PRId64 " and #%" PRIu64 ")", c->path, key, dup, i);
 
-    if (!gguf_u32(c, &type)) return gguf_truncated(c, "value type");
+    if (!gguf_u32(c, &type)) return gguf_truncated(c, "key '%s': value type", key);
     fi->kv_raw[i].ptr = c->base + c->pos;
     if (type >= GGUF_TYPE_COUNT)
         return pl_fail(PL_ERR_FORMAT, "%s: key '%s' has unknown value type %" PRIu32, c->path, key, type);
     kv->type = (gguf_type)type;
     uint64_t n = 1;
     if (type == GGUF_TYPE_ARRAY) {
-        if (!gguf_u32(c, &type) || !gguf_u64(c, &n)) return gguf_truncated(c, "array header");
+        if (!gguf_u32(c, &type) || !gguf_u64(c, &n)) return gguf_truncated(c, "key '%s': array header", key);
         if (type >= GGUF_TYPE_COUNT)
             return pl_fail(PL_ERR_FORMAT, "%s: key '%s' is an array of unknown element type %" PRIu32, c->path, key, type);
         kv->arr_type = (gguf_type)type;
@@ -227,14 +237,14 @@ static pl_status gguf_read_kv(gguf_cursor *c, gguf_file_impl *fi, uint64_t i) {
         c->pos += n * esz;
     } else if (type == GGUF_TYPE_STRING) {
         if (n > left / 8)
-            return pl_fail(PL_ERR_FORMAT, "%s: key '%s': string array count %" PRIu64 " exceeds what the %" PRIu64 " remaining bytes can hold",
+            return pl_fail(PL_ERR_FORMAT, "%s: key '%s': string array count %" PRIu64 " exceeds what the %" PRIu64 " remaining bytes can hold (truncated or corrupt file)",
                            c->path, key, n, left);
         kv->strs = malloc((n ? n : 1) * sizeof *kv->strs);
         if (!kv->strs) return pl_fail(PL_ERR_NOMEM, "%s: key '%s': no memory for %" PRIu64 " strings", c->path, key, n);
         for (uint64_t j = 0; j < n; j++) { /* the hot loop for vocabularies */
             uint64_t len;
             const uint8_t *p;
-            if (!gguf_u64(c, &len)) return gguf_truncated(c, "string length in an array");
+            if (!gguf_u64(c, &len)) return gguf_truncated(c, "key '%s': length of string %" PRIu64, key, j);
             if (!gguf_take(c, len, &p))
                 return pl_fail(PL_ERR_FORMAT, "%s: key '%s' element %" PRIu64 ": string length %" PRIu64 " runs past the end of the file (%" PRIu64 " bytes left)",
                                c->path, key, j, len, c->size - c->pos);
@@ -243,7 +253,7 @@ static pl_status gguf_read_kv(gguf_cursor *c, gguf_file_impl *fi, uint64_t i) {
         }
     } else { /* an array of arrays: checked and skipped, not represented */
         if (n > left / 12)
-            return pl_fail(PL_ERR_FORMAT, "%s: key '%s': array count %" PRIu64 " exceeds what the %" PRIu64 " remaining bytes can hold",
+            return pl_fail(PL_ERR_FORMAT, "%s: key '%s': array count %" PRIu64 " exceeds what the %" PRIu64 " remaining bytes can hold (truncated or corrupt file)",
                            c->path, key, n, left);
         for (uint64_t j = 0; j < n; j++)
             if ((st = gguf_skip_array(c, key, 2))) return st;
@@ -295,14 +305,14 @@ static pl_status gguf_read_tensor(gguf_cursor *c, gguf_file_impl *fi, uint64_t i
         return pl_fail(PL_ERR_FORMAT, "%s: duplicate tensor name '%s' (tensors #%" PRId64 " and #%" PRIu64 ")", c->path,
                        name, dup, i);
 
-    if (!gguf_u32(c, &t->n_dims)) return gguf_truncated(c, "tensor n_dims");
+    if (!gguf_u32(c, &t->n_dims)) return gguf_truncated(c, "tensor '%s': n_dims", name);
     if (t->n_dims > GGUF_MAX_DIMS)
         return pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' has n_dims = %" PRIu32 " (at most %d)", c->path, name, t->n_dims,
                        GGUF_MAX_DIMS);
     uint64_t n_elem = 1;
     for (uint32_t d = 0; d < GGUF_MAX_DIMS; d++) {
         uint64_t v = 1;
-        if (d < t->n_dims && !gguf_u64(c, &v)) return gguf_truncated(c, "tensor dimension");
+        if (d < t->n_dims && !gguf_u64(c, &v)) return gguf_truncated(c, "tensor '%s': dimension %" PRIu32, name, d);
         t->ne[d] = (int64_t)v;
         if (t->ne[d] <= 0)
             return pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' dimension %" PRIu32 " is %" PRId64 " (must be positive)", c->path,
@@ -312,7 +322,7 @@ static pl_status gguf_read_tensor(gguf_cursor *c, gguf_file_impl *fi, uint64_t i
                            c->path, name, d, t->ne[d]);
     }
 
-    if (!gguf_u32(c, &t->type)) return gguf_truncated(c, "tensor type");
+    if (!gguf_u32(c, &t->type)) return gguf_truncated(c, "tensor '%s': type", name);
     const quant_traits *tr = quant_get(t->type);
     if (!tr) {
         size_t n_other = sizeof k_ggml_other_types / sizeof k_ggml_other_types[0];
@@ -334,7 +344,7 @@ static pl_status gguf_read_tensor(gguf_cursor *c, gguf_file_impl *fi, uint64_t i
             return pl_fail(PL_ERR_FORMAT, "%s: tensor '%s': byte size overflows", c->path, name);
     t->nbytes = nbytes;
 
-    if (!gguf_u64(c, &t->offset)) return gguf_truncated(c, "tensor offset");
+    if (!gguf_u64(c, &t->offset)) return gguf_truncated(c, "tensor '%s': offset", name);
     if (t->offset % f->alignment)
         return pl_fail(PL_ERR_FORMAT, "%s: tensor '%s' has offset %" PRIu64 ", not a multiple of the alignment %" PRIu64,
                        c->path, name, t->offset, f->alignment);
