@@ -11,6 +11,8 @@
  * 32-blocks, Q8_K for the K-quants, F16/BF16/F32 for float weights) so that the
  * inner loop is integer arithmetic. The functions here are the scalar
  * references; src/kernels provides faster versions with the same signatures.
+ * The reference functions are also declared by name in quant_ref.h (with the
+ * layouts of every block type), for kernels and tests that want one directly.
  */
 #ifndef PL_QUANT_H
 #define PL_QUANT_H

@@ -33,11 +33,13 @@ void quant_q2_K_to_float(const void *vx, float *y, int64_t n) {
     for (int64_t b = 0; b < n / QK_K; b++) {
         const float d = quant_fp16_to_f32(x[b].d);
         const float dmin = quant_fp16_to_f32(x[b].dmin);
-        for (int e = 0; e < QK_K; e++) {
-            const uint8_t sc = x[b].scales[e / 16];
-            const int q = (x[b].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
+        /* sub-block j = 16 elements: half j/8, bit-plane (j%8)/2, bytes 16*(j%2).. */
+        for (int j = 0; j < QK_K / 16; j++, y += 16) {
+            const uint8_t sc = x[b].scales[j];
             const float dl = d * (float)(sc & 0xF), ml = dmin * (float)(sc >> 4);
-            *y++ = dl * (float)q - ml;
+            const uint8_t *q = x[b].qs + 32 * (j / 8) + 16 * (j % 2);
+            const int shift = 2 * ((j % 8) / 2);
+            for (int l = 0; l < 16; l++) y[l] = dl * (float)((q[l] >> shift) & 3) - ml;
         }
     }
 }
@@ -46,11 +48,13 @@ void quant_q3_K_to_float(const void *vx, float *y, int64_t n) {
     const block_q3_K *x = vx;
     for (int64_t b = 0; b < n / QK_K; b++) {
         const float d = quant_fp16_to_f32(x[b].d);
-        for (int e = 0; e < QK_K; e++) {
-            const int low = (x[b].qs[32 * (e / 128) + e % 32] >> (2 * ((e % 128) / 32))) & 3;
-            const int high = (x[b].hmask[e % 32] >> (e / 32)) & 1;
-            const float dl = d * (float)quant_q3_K_scale(x[b].scales, e / 16);
-            *y++ = dl * (float)(low - (high ? 0 : 4));
+        for (int j = 0; j < QK_K / 16; j++, y += 16) {
+            const float dl = d * (float)quant_q3_K_scale(x[b].scales, j);
+            const uint8_t *q = x[b].qs + 32 * (j / 8) + 16 * (j % 2);
+            const uint8_t *hm = x[b].hmask + 16 * (j % 2);
+            const int shift = 2 * ((j % 8) / 2), hbit = j / 2; /* = e/32 */
+            for (int l = 0; l < 16; l++)
+                y[l] = dl * (float)(((q[l] >> shift) & 3) - (((hm[l] >> hbit) & 1) ? 0 : 4));
         }
     }
 }
@@ -94,12 +98,17 @@ void quant_q6_K_to_float(const void *vx, float *y, int64_t n) {
     const block_q6_K *x = vx;
     for (int64_t b = 0; b < n / QK_K; b++) {
         const float d = quant_fp16_to_f32(x[b].d);
-        for (int e = 0; e < QK_K; e++) {
-            const int half = e / 128, k = (e % 128) / 32, l = e % 32;
-            const uint8_t lo = x[b].ql[64 * half + l + 32 * (k & 1)];
-            const uint8_t hi = x[b].qh[32 * half + l];
-            const int q = (((k >= 2 ? lo >> 4 : lo) & 0xF) | (((hi >> (2 * k)) & 3) << 4)) - 32;
-            *y++ = d * (float)x[b].scales[e / 16] * (float)q;
+        /* sub-block j = 16 elements: half h = j/8, quarter k = (j%8)/2 */
+        for (int j = 0; j < QK_K / 16; j++, y += 16) {
+            const int h = j / 8, k = (j % 8) / 2, l0 = 16 * (j % 2);
+            const uint8_t *ql = x[b].ql + 64 * h + 32 * (k & 1) + l0;
+            const uint8_t *qh = x[b].qh + 32 * h + l0;
+            const int lshift = k >= 2 ? 4 : 0, hshift = 2 * k;
+            const float dl = d * (float)x[b].scales[j];
+            for (int l = 0; l < 16; l++) {
+                const int q = (((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32;
+                y[l] = dl * (float)q;
+            }
         }
     }
 }
@@ -171,44 +180,30 @@ void quant_dot_q3_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const block_q8_K *y = vy;
     float sum = 0;
     for (int b = 0; b < n / QK_K; b++) {
-        const int8_t *q8 = y[b].qs;
         int isum = 0;
-        for (int half = 0; half < 2; half++) {
-            const uint8_t *q3 = x[b].qs + 32 * half;
-            for (int plane = 0; plane < 4; plane++, q8 += 32) {
-                const int shift = 2 * plane, hbit = 4 * half + plane;
-                const int j = 8 * half + 2 * plane;
-                int s0 = 0, s1 = 0;
-                for (int l = 0; l < 32; l++) {
-                    const int q = ((q3[l] >> shift) & 3) - (((x[b].hmask[l] >> hbit) & 1) ? 0 : 4);
-                    if (l < 16) s0 += q8[l] * q;
-                    else s1 += q8[l] * q;
-                }
-                isum += s0 * quant_q3_K_scale(x[b].scales, j) + s1 * quant_q3_K_scale(x[b].scales, j + 1);
-            }
+        for (int j = 0; j < QK_K / 16; j++) {
+            const uint8_t *q3 = x[b].qs + 32 * (j / 8) + 16 * (j % 2);
+            const uint8_t *hm = x[b].hmask + 16 * (j % 2);
+            const int8_t *q8 = y[b].qs + 16 * j;
+            const int shift = 2 * ((j % 8) / 2), hbit = j / 2;
+            int sub = 0;
+            for (int l = 0; l < 16; l++) sub += q8[l] * (((q3[l] >> shift) & 3) - 4 * (1 - ((hm[l] >> hbit) & 1)));
+            isum += sub * quant_q3_K_scale(x[b].scales, j);
         }
         sum += quant_fp16_to_f32(x[b].d) * y[b].d * (float)isum;
     }
     *s = sum;
 }
 
-/* Q4_K and Q5_K differ only in the fifth bit; qh == NULL for Q4_K. */
-static float qk_dot_k4(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, pl_fp16 d,
-                       pl_fp16 dmin, const block_q8_K *y) {
+/* d * sum(sc_j * dot_j) - dmin * sum(m_j * bsum_j) of a Q4_K/Q5_K block,
+ * given the 8 integer sub-block dots; the min term uses Q8_K's bsums (two
+ * 16-element sums per 32-element sub-block). */
+static float qk_k4_combine(const uint8_t *scales, const int *dots, pl_fp16 d, pl_fp16 dmin, const block_q8_K *y) {
     int isum = 0, msum = 0;
     for (int j = 0; j < QK_K / 32; j++) {
         uint8_t sc, m;
         quant_k4_get_scale_min(j, scales, &sc, &m);
-        const uint8_t *q = qs + 32 * (j / 2);
-        const int8_t *q8 = y->qs + 32 * j;
-        const int shift = 4 * (j % 2);
-        int sub = 0;
-        for (int l = 0; l < 32; l++) {
-            int v = (q[l] >> shift) & 0xF;
-            if (qh) v |= ((qh[l] >> j) & 1) << 4;
-            sub += v * q8[l];
-        }
-        isum += sub * sc;
+        isum += dots[j] * sc;
         msum += m * (y->bsums[2 * j] + y->bsums[2 * j + 1]);
     }
     return quant_fp16_to_f32(d) * y->d * (float)isum - quant_fp16_to_f32(dmin) * y->d * (float)msum;
@@ -218,7 +213,18 @@ void quant_dot_q4_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const block_q4_K *x = vx;
     const block_q8_K *y = vy;
     float sum = 0;
-    for (int b = 0; b < n / QK_K; b++) sum += qk_dot_k4(x[b].scales, x[b].qs, NULL, x[b].d, x[b].dmin, &y[b]);
+    for (int b = 0; b < n / QK_K; b++) {
+        int dots[QK_K / 32];
+        for (int j = 0; j < QK_K / 32; j++) {
+            const uint8_t *q = x[b].qs + 32 * (j / 2);
+            const int8_t *q8 = y[b].qs + 32 * j;
+            const int shift = 4 * (j % 2);
+            int sub = 0;
+            for (int l = 0; l < 32; l++) sub += ((q[l] >> shift) & 0xF) * q8[l];
+            dots[j] = sub;
+        }
+        sum += qk_k4_combine(x[b].scales, dots, x[b].d, x[b].dmin, &y[b]);
+    }
     *s = sum;
 }
 
@@ -226,7 +232,18 @@ void quant_dot_q5_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     const block_q5_K *x = vx;
     const block_q8_K *y = vy;
     float sum = 0;
-    for (int b = 0; b < n / QK_K; b++) sum += qk_dot_k4(x[b].scales, x[b].qs, x[b].qh, x[b].d, x[b].dmin, &y[b]);
+    for (int b = 0; b < n / QK_K; b++) {
+        int dots[QK_K / 32];
+        for (int j = 0; j < QK_K / 32; j++) {
+            const uint8_t *q = x[b].qs + 32 * (j / 2);
+            const int8_t *q8 = y[b].qs + 32 * j;
+            const int shift = 4 * (j % 2);
+            int sub = 0;
+            for (int l = 0; l < 32; l++) sub += (((q[l] >> shift) & 0xF) | (((x[b].qh[l] >> j) & 1) << 4)) * q8[l];
+            dots[j] = sub;
+        }
+        sum += qk_k4_combine(x[b].scales, dots, x[b].d, x[b].dmin, &y[b]);
+    }
     *s = sum;
 }
 
@@ -236,21 +253,15 @@ void quant_dot_q6_K_q8_K(int n, float *s, const void *vx, const void *vy) {
     float sum = 0;
     for (int b = 0; b < n / QK_K; b++) {
         int isum = 0;
-        for (int half = 0; half < 2; half++) {
-            const uint8_t *ql = x[b].ql + 64 * half;
-            const uint8_t *qh = x[b].qh + 32 * half;
-            for (int k = 0; k < 4; k++) {
-                const int8_t *q8 = y[b].qs + 128 * half + 32 * k;
-                const int j = 8 * half + 2 * k;
-                int s0 = 0, s1 = 0;
-                for (int l = 0; l < 32; l++) {
-                    const uint8_t lo = ql[l + 32 * (k & 1)];
-                    const int q = (((k >= 2 ? lo >> 4 : lo) & 0xF) | (((qh[l] >> (2 * k)) & 3) << 4)) - 32;
-                    if (l < 16) s0 += q8[l] * q;
-                    else s1 += q8[l] * q;
-                }
-                isum += s0 * x[b].scales[j] + s1 * x[b].scales[j + 1];
-            }
+        for (int j = 0; j < QK_K / 16; j++) {
+            const int h = j / 8, k = (j % 8) / 2, l0 = 16 * (j % 2);
+            const uint8_t *ql = x[b].ql + 64 * h + 32 * (k & 1) + l0;
+            const uint8_t *qh = x[b].qh + 32 * h + l0;
+            const int8_t *q8 = y[b].qs + 16 * j;
+            const int lshift = k >= 2 ? 4 : 0, hshift = 2 * k;
+            int sub = 0;
+            for (int l = 0; l < 16; l++) sub += q8[l] * ((((ql[l] >> lshift) & 0xF) | (((qh[l] >> hshift) & 3) << 4)) - 32);
+            isum += sub * x[b].scales[j];
         }
         sum += quant_fp16_to_f32(x[b].d) * y[b].d * (float)isum;
     }
