@@ -30,8 +30,12 @@ bool tok_is_eog(const tokenizer *t, pl_token id); /* EOS, EOT, <|im_end|>, <|end
 /* See pl_tokenize in pocketllm.h for the contract. */
 pl_status tok_encode(const tokenizer *t, const char *text, size_t len, bool add_bos, bool parse_special,
                      pl_token *out, int cap, int *n_out);
-/* See pl_token_to_piece. */
+/* See pl_token_to_piece. Control and unknown tokens give no text (llama.cpp's
+ * token_to_piece with special = false), so streamed output and tok_decode agree. */
 int tok_piece(const tokenizer *t, pl_token id, char *buf, int cap);
+/* Like tok_piece; with special = true, control and unknown tokens give their
+ * own text ("<|im_start|>", "</s>") instead of nothing. */
+int tok_piece_ex(const tokenizer *t, pl_token id, bool special, char *buf, int cap);
 /* See pl_detokenize. */
 int tok_decode(const tokenizer *t, const pl_token *ids, int n, char *buf, int cap);
 
