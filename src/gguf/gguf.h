@@ -8,6 +8,14 @@
  * the field. Strings (keys, names, string values) point into the image and are
  * NOT NUL-terminated; use gguf_str_eq / gguf_str_dup.
  *
+ * Errors: PL_ERR_FORMAT for anything corrupt or truncated (GGUF v1 included),
+ * PL_ERR_UNSUPPORTED for a well-formed file we cannot use (big-endian, or a
+ * tensor of a ggml type the quant module lacks, e.g. iq2_xxs), PL_ERR_IO when
+ * the file cannot be opened or mapped. Keys and tensor names are unique and
+ * tensors never overlap in a file that opens. Arrays of arrays are accepted
+ * and skipped: such a kv has arr_type GGUF_TYPE_ARRAY, arr_n elements, data
+ * pointing at the first nested array, and no element accessors.
+ *
  * Lifetime: everything returned by accessors lives until gguf_close().
  */
 #ifndef PL_GGUF_H
@@ -51,7 +59,8 @@ typedef struct gguf_kv {
     gguf_type type;        /* value type; GGUF_TYPE_ARRAY for arrays */
     gguf_type arr_type;    /* element type when type == GGUF_TYPE_ARRAY */
     uint64_t arr_n;        /* element count when an array */
-    const uint8_t *data;   /* scalar value, or first array element (raw, little-endian) */
+    const uint8_t *data;   /* scalar value, or first array element (raw, little-endian;
+                            * for a string scalar: its u64 length prefix) */
     gguf_str *strs;        /* string values: 1 for a string, arr_n for a string array */
 } gguf_kv;
 
@@ -99,11 +108,14 @@ pl_status gguf_get_i64(const gguf_file *f, const char *key, int64_t *out);
 pl_status gguf_get_f32(const gguf_file *f, const char *key, float *out);
 pl_status gguf_get_bool(const gguf_file *f, const char *key, bool *out);
 pl_status gguf_get_str(const gguf_file *f, const char *key, gguf_str *out);
-/* Same, returning `def` when the key is absent (still an error on wrong type). */
+/* Same, returning `def` when the key is absent. A value of the wrong type (or
+ * out of range) also gives `def`, with the reason left in pl_last_error(). */
 uint32_t gguf_get_u32_or(const gguf_file *f, const char *key, uint32_t def);
 float gguf_get_f32_or(const gguf_file *f, const char *key, float def);
 bool gguf_get_bool_or(const gguf_file *f, const char *key, bool def);
-/* Array element access (bounds-checked by caller via kv->arr_n). */
+/* Array element access; callers bound i by kv->arr_n (an index past it, or an
+ * array of another type, gives 0). gguf_arr_f32 also reads FLOAT64 arrays;
+ * gguf_arr_int saturates UINT64 values above INT64_MAX. */
 float gguf_arr_f32(const gguf_kv *kv, uint64_t i);    /* FLOAT32 arrays */
 int64_t gguf_arr_int(const gguf_kv *kv, uint64_t i);  /* any integer array */
 
@@ -130,7 +142,10 @@ pl_status gguf_writer_set_u64(gguf_writer *w, const char *key, uint64_t v);
 pl_status gguf_writer_set_f32(gguf_writer *w, const char *key, float v);
 pl_status gguf_writer_set_bool(gguf_writer *w, const char *key, bool v);
 pl_status gguf_writer_set_str(gguf_writer *w, const char *key, const char *v);
-/* Arrays: elem_type is a scalar gguf_type; for strings pass `const char *const *`. */
+/* Setting a key again replaces its value in place. general.alignment must be a
+ * nonzero power of two; it sets the alignment of the file written.
+ * Arrays: elem_type is a scalar gguf_type; for strings pass `const char *const *`,
+ * for BOOL a `const bool *`. */
 pl_status gguf_writer_set_arr(gguf_writer *w, const char *key, gguf_type elem_type,
                               const void *data, uint64_t n);
 /* Copy every metadata pair of `src` (e.g. when quantizing), skipping keys for
