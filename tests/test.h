@@ -27,8 +27,13 @@ static int t_pass, t_fail, t_skip, t_case_failed, t_case_skipped;
 /* CHECK that also leaves the case (for checks later lines depend on). */
 #define REQUIRE(cond, ...)                                                 \
     do {                                                                   \
-        CHECK(cond, __VA_ARGS__);                                          \
-        if (!(cond)) return;                                               \
+        if (!(cond)) { /* evaluated once */                                \
+            t_case_failed = 1;                                             \
+            fprintf(stderr, "  check failed %s:%d: %s: ", __FILE__, __LINE__, #cond); \
+            fprintf(stderr, __VA_ARGS__);                                  \
+            fputc('\n', stderr);                                           \
+            return;                                                        \
+        }                                                                  \
     } while (0)
 
 #define SKIP(...)                                                          \
