@@ -49,7 +49,15 @@ pl_status pl_fail_prefix(pl_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
+    /* "<prefix>: <old>", cut to the buffer (truncation is intended) */
+    size_t np = strlen(prefix), no = strlen(old), cap = sizeof g_err - 1;
+    if (np > cap) np = cap;
+    memcpy(g_err, prefix, np);
+    size_t at = np;
+    for (const char *sep = ": "; *sep && at < cap; sep++) g_err[at++] = *sep;
+    if (no > cap - at) no = cap - at;
+    memcpy(g_err + at, old, no);
+    g_err[at + no] = 0;
     return s;
 }
 
