@@ -130,8 +130,10 @@ pl_status pl_ctx_new(pl_model *m, const pl_ctx_params *params, pl_ctx **out) {
     const size_t C = (size_t)hp->n_embd, HD = (size_t)hp->n_head * hp->head_dim,
                  GD = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff, T = (size_t)n_batch;
     const size_t kv = (size_t)hp->n_layer * n_ctx * GD;
-    c->k_cache = alloc_floats(kv, &st, "the K cache");
-    c->v_cache = alloc_floats(kv, &st, "the V cache");
+    c->k_cache = malloc(kv * sizeof(pl_fp16) + 1);
+    c->v_cache = malloc(kv * sizeof(pl_fp16) + 1);
+    if (!c->k_cache || !c->v_cache)
+        st = pl_fail(PL_ERR_NOMEM, "context: cannot allocate %zu bytes for the KV cache", 2 * kv * sizeof(pl_fp16));
     c->x = alloc_floats(T * C, &st, "activations");
     c->xn = alloc_floats(T * C, &st, "activations");
     c->q = alloc_floats(T * HD, &st, "queries");

@@ -41,28 +41,18 @@ static void attn_worker(void *arg, int ith, int nth) {
     const model_hparams *hp = &ctx->model->hp;
     const int H = hp->n_head, G = hp->n_head_kv, D = hp->head_dim, group = H / G;
     const size_t kv_row = (size_t)G * D;
-    const float *kc = ctx->k_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
-    const float *vc = ctx->v_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
+    const pl_fp16 *kc = ctx->k_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
+    const pl_fp16 *vc = ctx->v_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
     float *scores = ctx->att_scores + (size_t)ith * ctx->n_ctx;
     const float scale = 1.0f / sqrtf((float)D);
     for (int item = ith; item < j->T * H; item += nth) {
         const int t = item / H, h = item % H, g = h / group;
         const int n_pos = j->pos0 + t + 1;
         const float *q = ctx->q + (size_t)t * H * D + (size_t)h * D;
-        for (int p = 0; p < n_pos; p++) {
-            const float *k = kc + (size_t)p * kv_row + (size_t)g * D;
-            float s = 0.0f;
-            for (int d = 0; d < D; d++) s += q[d] * k[d];
-            scores[p] = s * scale;
-        }
+        kern_attn_scores_f16(scores, q, kc + (size_t)g * D, kv_row, n_pos, D, scale);
         kern_softmax(scores, n_pos);
-        float *out = ctx->att_out + (size_t)t * H * D + (size_t)h * D;
-        memset(out, 0, sizeof(float) * (size_t)D);
-        for (int p = 0; p < n_pos; p++) {
-            const float *v = vc + (size_t)p * kv_row + (size_t)g * D;
-            const float w = scores[p];
-            for (int d = 0; d < D; d++) out[d] += w * v[d];
-        }
+        kern_attn_values_f16(ctx->att_out + (size_t)t * H * D + (size_t)h * D, scores, vc + (size_t)g * D, kv_row,
+                             n_pos, D);
     }
 }
 
@@ -81,8 +71,8 @@ static void layer_forward(pl_ctx *ctx, int il, int T, int pos0) {
     kern_matmul(pool, &l->wv, ctx->xn, C, T, ctx->v, GD, l->bv, ctx->act_scratch);
 
     const size_t kv_row = (size_t)GD;
-    float *kc = ctx->k_cache + (size_t)il * ctx->n_ctx * kv_row;
-    float *vc = ctx->v_cache + (size_t)il * ctx->n_ctx * kv_row;
+    pl_fp16 *kc = ctx->k_cache + (size_t)il * ctx->n_ctx * kv_row;
+    pl_fp16 *vc = ctx->v_cache + (size_t)il * ctx->n_ctx * kv_row;
     for (int t = 0; t < T; t++) {
         float *q = ctx->q + (size_t)t * HD, *k = ctx->k + (size_t)t * GD;
         if (l->q_norm) {
@@ -91,8 +81,8 @@ static void layer_forward(pl_ctx *ctx, int il, int T, int pos0) {
         }
         rope_apply(ctx, q, H, pos0 + t);
         rope_apply(ctx, k, G, pos0 + t);
-        memcpy(kc + (size_t)(pos0 + t) * kv_row, k, sizeof(float) * kv_row);
-        memcpy(vc + (size_t)(pos0 + t) * kv_row, ctx->v + (size_t)t * GD, sizeof(float) * kv_row);
+        kern_f32_to_f16_row(kc + (size_t)(pos0 + t) * kv_row, k, (int)kv_row);
+        kern_f32_to_f16_row(vc + (size_t)(pos0 + t) * kv_row, ctx->v + (size_t)t * GD, (int)kv_row);
     }
     attn_job aj = {.ctx = ctx, .layer = il, .T = T, .pos0 = pos0};
     pool_run(pool, attn_worker, &aj);

@@ -12,6 +12,7 @@
 
 #include "../core/threads.h"
 #include "../gguf/gguf.h"
+#include "../kernels/attn.h"
 #include "../kernels/kernels.h"
 #include "../tokenizer/tokenizer.h"
 #include "arch.h"
@@ -61,8 +62,8 @@ struct pl_ctx {
     int n_batch;     /* max T per forward step */
     bool logits_all;
     int pos;         /* tokens in the cache */
-    float *k_cache;  /* (L, P, G*D) */
-    float *v_cache;  /* (L, P, G*D) */
+    pl_fp16 *k_cache; /* (L, P, G*D) half precision, as llama.cpp's default cache */
+    pl_fp16 *v_cache; /* (L, P, G*D) */
     /* scratch for one step of up to n_batch tokens */
     float *x, *xn;           /* (T, C) */
     float *q, *k, *v;        /* (T, H*D), (T, G*D), (T, G*D) */
