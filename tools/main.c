@@ -27,6 +27,7 @@ static const command k_commands[] = {
     {"run", cmd_run, "generate text from a prompt, streaming tokens"},
     {"score", cmd_score, "evaluate token ids as one batch; one JSON line per position"},
     {"perplexity", cmd_perplexity, "perplexity of a text file, llama.cpp's method"},
+    {"quantize", cmd_quantize, "convert a model to another type (Q4_K_M, Q8_0, F16, ...)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text (a vocab-only GGUF is enough)"},
     {"info", cmd_info, "show a GGUF file's metadata, hyper-parameters and tensors"},
     {"version", cmd_version, "print the version"},
