@@ -17,7 +17,7 @@
 
 /* ------------------------------------------------------------ helpers */
 
-/* REQUIRE evaluates its condition twice: calls with effects go through this. */
+/* A call that must succeed; on failure the case ends, naming the call and pl_last_error(). */
 #define REQUIRE_OK(call)                                                            \
     do {                                                                            \
         pl_status st_ = (call);                                                     \
