@@ -77,7 +77,7 @@ int cmd_perplexity(int argc, char **argv) {
         pl_token saved = chunk[0];
         if (bos >= 0) chunk[0] = bos;
         pl_ctx_truncate(ctx, 0);
-        pl_status st = pl_ctx_decode(ctx, chunk, n_ctx);
+        pl_status st = pl_ctx_decode_from(ctx, chunk, n_ctx, first);
         chunk[0] = saved;
         if (st) { cli_fail("decode"); goto out; }
         for (int j = first; j < n_ctx - 1; j++) {

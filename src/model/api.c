@@ -192,14 +192,22 @@ void pl_ctx_free(pl_ctx *c) {
 pl_status pl_ctx_decode(pl_ctx *c, const pl_token *toks, int n) {
     if (!c || (!toks && n)) return pl_fail(PL_ERR_INVALID_ARG, "pl_ctx_decode: missing argument");
     atomic_store(&c->cancel, 0);
-    return model_forward(c, toks, n);
+    return model_forward(c, toks, n, 0);
+}
+
+pl_status pl_ctx_decode_from(pl_ctx *c, const pl_token *toks, int n, int logits_from) {
+    if (!c || (!toks && n)) return pl_fail(PL_ERR_INVALID_ARG, "pl_ctx_decode_from: missing argument");
+    if (!c->logits_all) return pl_fail(PL_ERR_INVALID_ARG, "pl_ctx_decode_from: the context was made without logits_all");
+    atomic_store(&c->cancel, 0);
+    return model_forward(c, toks, n, logits_from);
 }
 
 const float *pl_ctx_logits(const pl_ctx *c, int i) {
     if (!c || c->n_logits_rows == 0) return NULL;
-    if (i < 0) i = c->n_logits_rows - 1;
-    if (i >= c->n_logits_rows) return NULL;
-    return c->logits + (size_t)i * c->model->hp.n_vocab;
+    if (i < 0) return c->logits + (size_t)(c->n_logits_rows - 1) * c->model->hp.n_vocab;
+    const int row = c->logits_all ? i - c->logits_first : (i == c->logits_first ? 0 : -1);
+    if (row < 0 || row >= c->n_logits_rows) return NULL;
+    return c->logits + (size_t)row * c->model->hp.n_vocab;
 }
 
 int pl_ctx_pos(const pl_ctx *c) { return c->pos; }

@@ -52,10 +52,19 @@ pl_status pl_complete(pl_ctx *ctx, const pl_complete_params *params, pl_on_token
         const char *text = params->prompt ? params->prompt : "";
         const size_t len = strlen(text);
         const int add_bos = params->add_bos < 0 ? pl_model_add_bos(m) : params->add_bos;
-        int cap = (int)(len + 8 < (size_t)1 << 30 ? len + 8 : (size_t)1 << 30);
-        prompt = malloc(sizeof(pl_token) * (size_t)cap);
-        if (!prompt) return pl_fail(PL_ERR_NOMEM, "pl_complete: out of memory");
-        st = tok_encode(m->tok, text, len, add_bos, params->parse_special != 0, prompt, cap, &n_prompt);
+        if (len > (size_t)1 << 28) return pl_fail(PL_ERR_INVALID_ARG, "pl_complete: prompt of %zu bytes is too long", len);
+        /* first guess; the tokenizer says how many it needs when more (a byte
+         * can become several tokens, e.g. byte-fallback of the space prefix) */
+        int cap = (int)len + 16;
+        for (int attempt = 0; attempt < 2; attempt++) {
+            prompt = malloc(sizeof(pl_token) * (size_t)cap);
+            if (!prompt) return pl_fail(PL_ERR_NOMEM, "pl_complete: out of memory");
+            st = tok_encode(m->tok, text, len, add_bos, params->parse_special != 0, prompt, cap, &n_prompt);
+            if (st != PL_ERR_INVALID_ARG || n_prompt <= cap) break;
+            free(prompt);
+            prompt = NULL;
+            cap = n_prompt;
+        }
         if (st) goto done;
     }
     if (n_prompt <= 0 && ctx->pos == 0) {
@@ -66,7 +75,7 @@ pl_status pl_complete(pl_ctx *ctx, const pl_complete_params *params, pl_on_token
     for (int i = 0; i < n_prompt; i++) pl_sampler_accept(smp, prompt[i]);
 
     double t0 = pl_time_ms();
-    if (n_prompt > 0 && (st = model_forward(ctx, prompt, n_prompt))) goto done;
+    if (n_prompt > 0 && (st = model_forward(ctx, prompt, n_prompt, n_prompt - 1))) goto done;
     tm.n_prompt = n_prompt;
     tm.prompt_ms = pl_time_ms() - t0;
 
@@ -104,7 +113,7 @@ pl_status pl_complete(pl_ctx *ctx, const pl_complete_params *params, pl_on_token
         if (stop) break;
         if (ctx->pos >= ctx->n_ctx) break; /* context full: stop cleanly */
         if (params->n_predict >= 0 && i + 1 >= params->n_predict) break;
-        if ((st = model_forward(ctx, &tok, 1))) break;
+        if ((st = model_forward(ctx, &tok, 1, 0))) break;
     }
     tm.gen_ms = pl_time_ms() - t0;
 done:

@@ -121,7 +121,7 @@ static void forward_step(pl_ctx *ctx, const pl_token *toks, int T, int first_log
                 hp->n_vocab, NULL, ctx->act_scratch);
 }
 
-pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n) {
+pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n, int logits_from) {
     const pl_model *m = ctx->model;
     if (n <= 0) return pl_fail(PL_ERR_INVALID_ARG, "decode: no tokens given");
     for (int i = 0; i < n; i++)
@@ -131,21 +131,23 @@ pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n) {
     if (n > ctx->n_ctx - ctx->pos)
         return pl_fail(PL_ERR_CONTEXT_FULL, "decode: %d tokens do not fit: the context holds %d and has %d free",
                        n, ctx->n_ctx, ctx->n_ctx - ctx->pos);
-    if (ctx->logits_all && n > ctx->logits_cap)
-        return pl_fail(PL_ERR_INVALID_ARG, "decode: with logits for every position, at most %d tokens per call (got %d)",
-                       ctx->logits_cap, n);
+    if (!ctx->logits_all) logits_from = n - 1;
+    if (logits_from < 0 || logits_from >= n)
+        return pl_fail(PL_ERR_INVALID_ARG, "decode: logits_from %d outside 0..%d", logits_from, n - 1);
+    if (n - logits_from > ctx->logits_cap)
+        return pl_fail(PL_ERR_INVALID_ARG, "decode: logits for %d positions asked, the context keeps at most %d per call",
+                       n - logits_from, ctx->logits_cap);
     ctx->n_logits_rows = 0;
     for (int done = 0; done < n;) {
         if (atomic_load(&ctx->cancel)) return pl_fail(PL_ERR_CANCELLED, "decode: cancelled");
         const int T = n - done < ctx->n_batch ? n - done : ctx->n_batch;
-        const bool last = done + T == n;
-        if (ctx->logits_all)
-            forward_step(ctx, toks + done, T, 0, done);
-        else
-            forward_step(ctx, toks + done, T, last ? T - 1 : T, 0);
+        /* logits for this step's tokens at call index >= logits_from */
+        const int first = logits_from > done ? (logits_from - done < T ? logits_from - done : T) : 0;
+        forward_step(ctx, toks + done, T, first, done + first - logits_from);
         ctx->pos += T;
         done += T;
     }
-    ctx->n_logits_rows = ctx->logits_all ? n : 1;
+    ctx->n_logits_rows = n - logits_from;
+    ctx->logits_first = logits_from;
     return PL_OK;
 }

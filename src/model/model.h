@@ -73,6 +73,7 @@ struct pl_ctx {
     void *act_scratch;       /* converted activations for kern_matmul */
     float *logits;           /* (n_logits_rows, V) */
     int n_logits_rows;       /* rows held after the last decode */
+    int logits_first;        /* token index (in the last decode call) of logits row 0 */
     int logits_cap;          /* rows allocated */
     float *rope_cos, *rope_sin; /* (n_ctx, n_rot/2) precomputed */
     atomic_int cancel;
@@ -80,7 +81,8 @@ struct pl_ctx {
 
 /* Load weights/hparams from an opened GGUF (called by pl_model_load). */
 pl_status model_load_from_gguf(pl_model *m);
-/* Run the forward pass for n tokens appended at ctx->pos. */
-pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n);
+/* Run the forward pass for n tokens appended at ctx->pos; with logits_all,
+ * logits for tokens [logits_from, n), else for the last token only. */
+pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n, int logits_from);
 
 #endif

@@ -119,8 +119,9 @@ pl_token pl_sampler_sample(pl_sampler *s, const float *logits, int n_vocab) {
     if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
     /* softmax at temperature over the survivors (sorted, so c[0] is the max) */
     double sum = 0.0;
+    const float max_logit = c[0].logit;
     for (int i = 0; i < n; i++) {
-        c[i].logit = expf((c[i].logit - c[0].logit) / s->p.temp);
+        c[i].logit = expf((c[i].logit - max_logit) / s->p.temp);
         sum += c[i].logit;
     }
     for (int i = 0; i < n; i++) c[i].logit = (float)(c[i].logit / sum);
