@@ -43,6 +43,10 @@ static const char *const k_eog_texts[] = {
 
 /* ------------------------------------------------------------ lookups */
 
+/* Tokens or merges beyond this are refused (real vocabularies have < 1M);
+ * it keeps the open-addressing tables' uint32 sizes from overflowing. */
+#define TOK_MAX_ENTRIES (1u << 28)
+
 static uint32_t tok_table_size(size_t n) {
     uint32_t size = 16;
     while (size < 2 * n) size *= 2;
@@ -127,7 +131,7 @@ static pl_status tok_load_vocab(tokenizer *t, const gguf_file *f) {
     const gguf_kv *toks, *scores, *types;
     pl_status st;
     if ((st = tok_array(f, "tokenizer.ggml.tokens", true, 1, tok_is_str, &toks))) return st;
-    if (toks->arr_n > (uint64_t)INT32_MAX - 1)
+    if (toks->arr_n > TOK_MAX_ENTRIES)
         return pl_fail(PL_ERR_FORMAT, "tokenizer: %llu tokens is too many", (unsigned long long)toks->arr_n);
     t->n_vocab = (int)toks->arr_n;
     if ((st = tok_array(f, "tokenizer.ggml.scores", false, toks->arr_n, tok_is_score, &scores))) return st;
@@ -184,7 +188,8 @@ static pl_status tok_load_merges(tokenizer *t, const gguf_file *f) {
     const gguf_kv *kv;
     pl_status st = tok_array(f, "tokenizer.ggml.merges", true, 0, tok_is_str, &kv);
     if (st) return st;
-    if (kv->arr_n > (uint64_t)INT32_MAX - 1) return pl_fail(PL_ERR_FORMAT, "tokenizer: too many merges");
+    if (kv->arr_n > TOK_MAX_ENTRIES)
+        return pl_fail(PL_ERR_FORMAT, "tokenizer: %llu merges is too many", (unsigned long long)kv->arr_n);
     const size_t n = (size_t)kv->arr_n;
     uint64_t total = 0;
     for (size_t i = 0; i < n; i++) total += kv->strs[i].len;
@@ -627,15 +632,16 @@ int tok_decode(const tokenizer *t, const pl_token *ids, int n, char *buf, int ca
     if (!t || n < 0 || (n > 0 && !ids)) return 0;
     if (cap < 0 || !buf) cap = 0;
     size_t total = 0;
-    int i = 0;
-    while (i < n && ids[i] == t->bos && t->bos >= 0) i++; /* a leading BOS renders as nothing */
+    /* SentencePiece put a space in front of the text: drop it from the first
+     * token that has text (a BOS before it has none) */
     bool strip = t->add_space_prefix;
-    for (; i < n; i++) {
+    for (int i = 0; i < n; i++) {
         const pl_token id = ids[i];
         if (id < 0 || id >= t->n_vocab) continue;
         const char *p = t->piece_pool + t->piece_off[id];
         size_t k = t->piece_off[id + 1] - t->piece_off[id];
-        if (strip && k > 0 && p[0] == ' ') p++, k--; /* the space SentencePiece put in front */
+        if (k == 0) continue;
+        if (strip && p[0] == ' ') p++, k--;
         strip = false;
         if (total + k < (size_t)cap) memcpy(buf + total, p, k);
         total += k;
