@@ -352,6 +352,30 @@ static void test_special_tokens(void) {
     gguf_close(gf);
 }
 
+/* A real file with out-of-range ids in its metadata (padding and separator
+ * ids are 0xFFFFFFFF) and a placeholder vocabulary of byte tokens. */
+static void test_stories260k_vocab(void) {
+    if (!shared_path("models/stories260K.gguf")) SKIP("../shared/models absent");
+    gguf_file *gf = NULL;
+    tokenizer *t = load_vocab("models/stories260K.gguf", &gf);
+    REQUIRE(t, "loading stories260K.gguf");
+    CHECK(tok_n_vocab(t) == 512 && tok_bos(t) == 1 && tok_eos(t) == 2 && tok_add_bos(t), "ids from the file");
+    CHECK(tok_is_eog(t, 2) && !tok_is_eog(t, 0), "EOS is EOG");
+    const char *s = "Once upon a time\n";
+    int n = 0, dlen = 0;
+    pl_token *ids = encode(t, s, strlen(s), true, false, &n);
+    char *back = ids ? decode(t, ids, n, &dlen) : NULL;
+    /* "▁" is no token here, so the escaped spaces (and the prefix) come back
+     * as their bytes, as in llama.cpp and HF's ByteFallback decoder */
+    const char *want = "\342\226\201Once\342\226\201upon\342\226\201a\342\226\201time\n";
+    CHECK(ids && ids[0] == 1 && n == 1 + (int)strlen(want), "BOS then one byte token per byte (%d ids)", n);
+    CHECK(back && !strcmp(back, want), "byte fallback decodes to the escaped text: '%s'", back ? back : "?");
+    free(back);
+    free(ids);
+    tok_free(t);
+    gguf_close(gf);
+}
+
 static uint64_t rng_next(uint64_t *s) {
     *s ^= *s << 13;
     *s ^= *s >> 7;
@@ -556,6 +580,7 @@ int main(void) {
     RUN(test_vocab_deepseek_llm);
     RUN(test_hf_kjv_prompts);
     RUN(test_special_tokens);
+    RUN(test_stories260k_vocab);
     RUN(test_random_round_trips);
     RUN(test_hostile_vocab);
     RUN(test_kjv_train_round_trip);
