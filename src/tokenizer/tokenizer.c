@@ -634,7 +634,7 @@ int tok_decode(const tokenizer *t, const pl_token *ids, int n, char *buf, int ca
     size_t total = 0;
     /* SentencePiece put a space in front of the text: drop it from the first
      * token that has text (a BOS before it has none) */
-    bool strip = t->add_space_prefix;
+    bool strip = t->kind == TOK_KIND_SPM && t->add_space_prefix;
     for (int i = 0; i < n; i++) {
         const pl_token id = ids[i];
         if (id < 0 || id >= t->n_vocab) continue;
