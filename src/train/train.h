@@ -240,6 +240,13 @@ void train_data_batch(const train_data *d, int B, int T, uint64_t *rng, int64_t 
 uint64_t train_rng_next(uint64_t *s);
 float train_rng_normal(uint64_t *s);
 
+/* ------------------------------------------------------------ tokenizer */
+
+/* Learn a SentencePiece-style BPE vocabulary of vocab_size tokens (fewer when
+ * the text runs out of pairs seen twice) from `text` and write it as a
+ * vocab-only GGUF ("llama" tokenizer model) at path. *n_vocab_out: the size. */
+pl_status train_bpe_vocab(const char *text, size_t len, int vocab_size, const char *path, int *n_vocab_out);
+
 /* ------------------------------------------------------------ checkpoints */
 
 /* Write the model as a GGUF that pl_model_load reads: metadata and tokenizer

@@ -68,15 +68,21 @@ pl_status train_data_from_text(const pl_model *tok, const char *path, train_data
         free(text);
         return pl_fail(PL_ERR_UNSUPPORTED, "train: %s is larger than 2 GB", path);
     }
-    /* SentencePiece and BPE never give more tokens than bytes (+ BOS) */
-    const int cap = (int)len + 16;
-    out->ids = malloc(sizeof(int32_t) * (size_t)cap);
-    if (!out->ids) {
-        free(text);
-        return pl_fail(PL_ERR_NOMEM, "train: no memory for the tokens of %s", path);
+    /* usually fewer tokens than bytes; byte fallback of a 3-byte U+2581 can
+     * give more, and then the tokenizer says how many it needs */
+    int cap = (int)len + 16, n = 0;
+    for (int attempt = 0; attempt < 2; attempt++) {
+        out->ids = malloc(sizeof(int32_t) * (size_t)cap);
+        if (!out->ids) {
+            free(text);
+            return pl_fail(PL_ERR_NOMEM, "train: no memory for the tokens of %s", path);
+        }
+        st = pl_tokenize(tok, text, len, pl_model_add_bos(tok), 0, out->ids, cap, &n);
+        if (st != PL_ERR_INVALID_ARG || n <= cap) break;
+        free(out->ids);
+        out->ids = NULL;
+        cap = n;
     }
-    int n = 0;
-    st = pl_tokenize(tok, text, len, pl_model_add_bos(tok), 0, out->ids, cap, &n);
     free(text);
     if (st) {
         train_data_free(out);
