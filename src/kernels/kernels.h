@@ -10,6 +10,42 @@
 #include "../core/threads.h"
 #include "../quant/quant.h"
 
+/* ------------------------------------------------- CPU features, dispatch */
+
+/* What the processor and OS support (absent unless both do). */
+typedef struct kern_cpu {
+    bool avx2, fma, f16c;                          /* x86, with OS YMM state */
+    bool avx512f, avx512bw, avx512vl, avx512dq;    /* x86, with OS ZMM state */
+    bool avx512vnni, avx_vnni, avx512_bf16;
+    bool neon, dotprod, i8mm;                      /* aarch64 */
+} kern_cpu;
+
+/* Kernel levels, ordered: a level may use everything below it. */
+typedef enum kern_level { KERN_SCALAR = 0, KERN_AVX2 = 1, KERN_AVX512 = 2, KERN_LEVEL_COUNT } kern_level;
+
+const kern_cpu *kern_cpu_features(void);
+/* The best level this CPU supports (whether or not kernels exist for it). */
+kern_level kern_cpu_level(void);
+
+/* The level in use: at first use, the best level that both the CPU supports
+ * and this build has kernels for, lowered by the environment variable
+ * PL_KERNELS=scalar|avx2|avx512 (a level above that is ignored). */
+kern_level kern_level_get(void);
+/* Name of the level in use ("scalar", "avx2"). */
+const char *kern_level_name(void);
+/* Level from its name, or -1. */
+int kern_level_from_name(const char *name);
+/* Switch to `level`, capped at what the CPU and build support; returns the
+ * level now in use. For tests and benchmarks: not safe while another thread
+ * runs kernels. */
+kern_level kern_force(kern_level level);
+
+/* The dispatched row functions of a type: vec_dot (NULL for the activation-
+ * only types Q8_1/Q8_K) and from_float; never NULL for a type quant_get knows
+ * (they fall back to the scalar references). */
+quant_vec_dot_fn kern_vec_dot(uint32_t type);
+quant_from_float_fn kern_from_float(uint32_t type);
+
 typedef struct kern_matrix {
     const void *data; /* n_out rows of quant_row_size(type, n_in) bytes */
     uint32_t type;
@@ -25,11 +61,24 @@ size_t kern_matmul_scratch(const kern_matrix *w, int T);
 void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, int T,
                  float *Y, int ldy, const float *bias, void *scratch);
 
+/* Element-wise and reduction kernels, dispatched like the dots; n >= 0 is
+ * any count (no alignment or multiple needed). */
+
 /* y = x / rms(x) * w over n elements (w may be NULL for no weight). */
 void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 /* In-place softmax over n elements. */
 void kern_softmax(float *x, int n);
 /* h[i] = silu(g[i]) * u[i] */
 void kern_silu_mul(float *h, const float *g, const float *u, int n);
+/* dot(x, y) over n floats. */
+float kern_dot_f32(const float *x, const float *y, int n);
+/* y += a * x over n floats. */
+void kern_axpy_f32(float *y, float a, const float *x, int n);
+/* out[r] = scale * dot(x, M + r*ldm) for r < n_rows, rows of n floats: the
+ * attention scores of one query against n_rows cached keys. */
+void kern_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale);
+/* y[i] = sum_r w[r] * M[r*ldm + i] for i < n (y overwritten): the attention
+ * output as the score-weighted sum of n_rows cached values. */
+void kern_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n);
 
 #endif

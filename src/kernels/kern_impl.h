@@ -1,0 +1,90 @@
+/*
+ * kern_impl: the kernels module's private interface between the dispatcher
+ * (dispatch.c, matmul.c) and the per-ISA files (x86_avx2*.c).
+ *
+ * One kern_ops table holds every dispatched function. It is filled at first
+ * use: scalar references first (quant traits, ref_ops.c), then each ISA file
+ * the CPU supports overwrites the entries it implements, lowest level first.
+ * An ISA install function only writes pointers; it never allocates or fails.
+ */
+#ifndef PL_KERN_IMPL_H
+#define PL_KERN_IMPL_H
+
+#include "kernels.h"
+
+#include <stdatomic.h>
+
+/* ------------------------------------------------------------ tiled matmul */
+
+/* One kern_matmul call as the tiled kernels see it: activations were packed
+ * by the type's act_pack (T rows of act_row bytes), weights are n_out rows of
+ * w_row bytes. rows() writes Y[t][r] (+ bias[r]) for r in [r0, r1), all t. */
+typedef struct kern_gemm_job {
+    const uint8_t *w;
+    size_t w_row;
+    int64_t n_in;
+    const uint8_t *act;
+    size_t act_row;
+    int T;
+    float *Y;
+    int ldy;
+    const float *bias;
+} kern_gemm_job;
+
+/* A tiled matmul for one weight type, used when T >= KERN_GEMM_MIN_T. Its
+ * results equal the type's vec_dot up to float rounding order. */
+typedef struct kern_gemm {
+    size_t (*act_size)(int64_t n_in);                        /* bytes per packed row */
+    void (*act_pack)(const float *x, void *dst, int64_t n_in);
+    void (*rows)(const kern_gemm_job *j, int64_t r0, int64_t r1);
+    int row_tile; /* rows per tile: thread ranges start at multiples of it */
+} kern_gemm;
+
+/* Fewest tokens for which the tiled path pays for its packing. */
+#define KERN_GEMM_MIN_T 4
+
+/* ---------------------------------------------------------- dispatch table */
+
+typedef struct kern_ops {
+    kern_level level;
+    quant_vec_dot_fn vec_dot[QT_COUNT];
+    quant_from_float_fn from_float[QT_COUNT];
+    kern_gemm gemm[QT_COUNT]; /* .rows == NULL: no tiled path for the type */
+    void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
+    void (*softmax)(float *x, int n);
+    void (*silu_mul)(float *h, const float *g, const float *u, int n);
+    float (*dot_f32)(const float *x, const float *y, int n);
+    void (*axpy_f32)(float *y, float a, const float *x, int n);
+    void (*dot_rows_f32)(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale);
+    void (*wsum_rows_f32)(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n);
+} kern_ops;
+
+/* The table in use; NULL until the first kern_ops_get(). */
+extern _Atomic(const kern_ops *) kern_g_ops;
+const kern_ops *kern_ops_init(void);
+
+static inline const kern_ops *kern_ops_get(void) {
+    const kern_ops *o = atomic_load_explicit(&kern_g_ops, memory_order_acquire);
+    return o ? o : kern_ops_init();
+}
+
+/* Scalar references of the float kernels (ref_ops.c), what the SIMD ones are
+ * tested against. Sums are accumulated in double where it is cheap to. */
+void kern_ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
+void kern_ref_softmax(float *x, int n);
+void kern_ref_silu_mul(float *h, const float *g, const float *u, int n);
+float kern_ref_dot_f32(const float *x, const float *y, int n);
+void kern_ref_axpy_f32(float *y, float a, const float *x, int n);
+void kern_ref_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale);
+void kern_ref_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n);
+
+/* ISA installers: overwrite the entries they implement. Each exists only in
+ * builds for its architecture (x86_avx2*.c compile to nothing elsewhere). */
+#if defined(__x86_64__) || defined(__i386__)
+#define KERN_HAVE_AVX2 1
+void kern_avx2_install_dots(kern_ops *ops);  /* x86_avx2.c: vec_dot, from_float */
+void kern_avx2_install_ops(kern_ops *ops);   /* x86_avx2_ops.c: float kernels */
+void kern_avx2_install_gemm(kern_ops *ops);  /* x86_avx2_gemm.c: tiled matmul */
+#endif
+
+#endif
