@@ -15,6 +15,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -103,6 +104,10 @@ void pl_ctx_free(pl_ctx *ctx);
 
 /* Evaluate n tokens as one batch appended at the current position. */
 pl_status pl_ctx_decode(pl_ctx *ctx, const pl_token *toks, int n);
+/* The same, computing logits only for tokens [logits_from, n) of this call
+ * (needs logits_all; other rows are NULL). Scoring tools that need the second
+ * half of a window skip the output projection for the first half. */
+pl_status pl_ctx_decode_from(pl_ctx *ctx, const pl_token *toks, int n, int logits_from);
 /* Logits (V floats) of the i-th token of the last decode call; i = -1 is the
  * last one. Without logits_all only the last is kept. Valid until the next
  * decode/reset; NULL when not available. */
@@ -170,6 +175,125 @@ pl_complete_params pl_complete_default_params(void);
  * a nonzero return from on_token (PL_OK), or pl_ctx_cancel (PL_ERR_CANCELLED). */
 pl_status pl_complete(pl_ctx *ctx, const pl_complete_params *params, pl_on_token on_token,
                       void *user, pl_timings *timings);
+
+/* ------------------------------------------------- model info and KV state
+ * (src/chat/model_ext.c) */
+
+/* A string from the model's GGUF metadata (e.g. "tokenizer.chat_template",
+ * "general.name"), copied NUL-terminated into buf when it fits. Returns its
+ * length in bytes (which may exceed cap - 1: then buf holds a truncated copy),
+ * or -1 when the key is absent or not a string. */
+int pl_model_meta_str(const pl_model *model, const char *key, char *buf, size_t cap);
+/* The model a context was made for. */
+const pl_model *pl_ctx_model(const pl_ctx *ctx);
+/* Bytes of the model file (mapped, not copied). */
+uint64_t pl_model_file_bytes(const pl_model *model);
+/* Bytes a context allocates (KV cache, scratch, logits): what one more
+ * conversation costs on top of the model. */
+uint64_t pl_ctx_memory_bytes(const pl_ctx *ctx);
+/* Write the KV cache of the first pl_ctx_pos() positions, with a fingerprint
+ * of the model, to fp at its current offset. */
+pl_status pl_ctx_state_write(const pl_ctx *ctx, FILE *fp);
+/* Read a block written by pl_ctx_state_write (same model file, positions that
+ * fit this context) and make it the cache; the position becomes the saved one.
+ * Logits are not saved: decode at least one token before sampling. */
+pl_status pl_ctx_state_read(pl_ctx *ctx, FILE *fp);
+
+/* ------------------------------------------------------------------ chat
+ * (src/chat/): chat templates and conversations that reuse the KV cache. */
+
+typedef struct pl_chat_msg {
+    const char *role;    /* "system", "user" or "assistant" */
+    const char *content; /* UTF-8 */
+} pl_chat_msg;
+
+/* Built-in templates: the i-th name ("chatml", "llama2", "llama2-sys",
+ * "llama2-sys-bos", "llama2-sys-strip", "llama3", "zephyr", "phi3", "vicuna",
+ * "vicuna-orca", "generic"), NULL past the end. */
+const char *pl_chat_template_name(int i);
+/* The built-in template a Jinja chat template (tokenizer.chat_template)
+ * corresponds to, by the markers it contains; NULL when none does. */
+const char *pl_chat_template_detect(const char *jinja);
+/* The template for a model: its tokenizer.chat_template when recognised, else
+ * one whose markers are single special tokens of its vocabulary, else
+ * "generic". Never NULL. */
+const char *pl_chat_template_for_model(const pl_model *model);
+/* Render messages as prompt text (*out is malloc'd, NUL-terminated; free()).
+ * add_generation_prompt appends the text that opens the assistant's reply. */
+pl_status pl_chat_template_apply(const char *name, const pl_chat_msg *msgs, int n, int add_generation_prompt,
+                                 char **out);
+/* Text that ends a reply when a model writes it out (a template's end-of-turn
+ * markers): a NULL-terminated list of static strings, NULL for an unknown name. */
+const char *const *pl_chat_template_stops(const char *name);
+
+typedef struct pl_chat pl_chat;
+
+/* What happens when a conversation no longer fits the context. */
+typedef enum pl_chat_overflow {
+    PL_CHAT_OVERFLOW_REFUSE = 0,      /* fail with PL_ERR_CONTEXT_FULL */
+    PL_CHAT_OVERFLOW_DROP_OLDEST = 1  /* leave out the oldest turns, keeping system messages */
+} pl_chat_overflow;
+
+typedef struct pl_chat_params {
+    const char *template_name;  /* NULL = pl_chat_template_for_model() */
+    pl_chat_overflow overflow;
+    int n_reserve;              /* tokens that must stay free for a reply; 0 = min(128, n_ctx / 4) */
+} pl_chat_params;
+
+typedef struct pl_chat_gen_params {
+    int n_predict;               /* most reply tokens; < 0 = until the context is full */
+    pl_sampler_params sampling;
+    const char *const *stop;     /* extra stop strings (the template's own always apply) */
+    int n_stop;
+} pl_chat_gen_params;
+
+typedef enum pl_chat_finish {
+    PL_CHAT_FINISH_STOP = 0,     /* end-of-generation token or a stop string */
+    PL_CHAT_FINISH_LENGTH = 1,   /* n_predict reached or the context is full */
+    PL_CHAT_FINISH_CANCELLED = 2 /* the callback returned nonzero or pl_ctx_cancel() */
+} pl_chat_finish;
+
+typedef struct pl_chat_result {
+    char *text;            /* the reply, NUL-terminated, stop string removed (pl_chat_result_free) */
+    size_t len;
+    pl_chat_finish finish;
+    int n_prompt;          /* prompt tokens in the context for this reply */
+    int n_reused;          /* of those, kept from the KV cache (not evaluated again) */
+    int n_gen;             /* tokens generated */
+    int n_dropped;         /* messages left out by PL_CHAT_OVERFLOW_DROP_OLDEST */
+    pl_timings timings;    /* n_prompt there counts the evaluated tokens only */
+} pl_chat_result;
+
+pl_chat_params pl_chat_default_params(void);
+pl_chat_gen_params pl_chat_default_gen_params(void);
+/* A conversation on ctx (borrowed; the chat assumes nobody else decodes into
+ * it, and truncates it as needed). */
+pl_status pl_chat_new(pl_ctx *ctx, const pl_chat_params *params, pl_chat **out);
+void pl_chat_free(pl_chat *chat);
+/* Name of the template in use (static). */
+const char *pl_chat_template(const pl_chat *chat);
+/* Generate the assistant's reply to a conversation: msgs is the whole history
+ * (normally ending with a user message; ending with an assistant message, the
+ * reply continues it). The longest prefix of the rendered prompt that the KV
+ * cache already holds is kept; only the rest is evaluated. on_token streams
+ * reply text (stop strings held back) and may return nonzero to stop. A
+ * cancelled or stopped reply is PL_OK with finish = PL_CHAT_FINISH_CANCELLED.
+ * res is filled on PL_OK; release it with pl_chat_result_free. */
+pl_status pl_chat_complete(pl_chat *chat, const pl_chat_msg *msgs, int n, const pl_chat_gen_params *gen,
+                           pl_on_token on_token, void *user, pl_chat_result *res);
+/* The same for a raw prompt (no template, no template stop strings). */
+pl_status pl_chat_complete_text(pl_chat *chat, const char *prompt, const pl_chat_gen_params *gen,
+                                pl_on_token on_token, void *user, pl_chat_result *res);
+void pl_chat_result_free(pl_chat_result *res);
+/* Forget the cached conversation (the next reply evaluates everything). */
+void pl_chat_reset(pl_chat *chat);
+/* Tokens the KV cache holds for this chat. */
+int pl_chat_n_cached(const pl_chat *chat);
+/* Save messages (may be n = 0) and the KV state to a file; load them back
+ * (*msgs is one malloc'd block holding the strings too: free(*msgs)). A loaded
+ * state is reused by the next pl_chat_complete whose prompt starts the same. */
+pl_status pl_chat_save(const pl_chat *chat, const pl_chat_msg *msgs, int n, const char *path);
+pl_status pl_chat_load(pl_chat *chat, const char *path, pl_chat_msg **msgs, int *n);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,143 @@
+/*
+ * Public API the chat layer needs from the model module and which the model
+ * module does not (yet) offer: metadata strings, memory figures and the KV
+ * state file block. This is the one chat file that reads model internals
+ * (pl_model, pl_ctx); it relies on the cache layout model.h declares:
+ * k_cache and v_cache are (L, P, G*D) floats, positions [0, pos) valid.
+ *
+ * State block: "PLKV", u32 version, u64 model fingerprint, u32 n_layer,
+ * u32 kv_row (G*D), u32 pos, then per layer K rows [0, pos) and V rows [0, pos)
+ * as little-endian floats (the host's order: files are not portable between
+ * byte orders, which the fingerprint of the GGUF bytes does not detect).
+ */
+#include "../model/model.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define KV_MAGIC "PLKV"
+#define KV_VERSION 1u
+
+int pl_model_meta_str(const pl_model *m, const char *key, char *buf, size_t cap) {
+    if (!m || !key || !m->gguf) return -1;
+    const gguf_kv *kv = gguf_get_kv(m->gguf, key);
+    if (!kv || kv->type != GGUF_TYPE_STRING || !kv->strs) return -1;
+    const gguf_str s = kv->strs[0];
+    if (s.len > (uint64_t)INT32_MAX) return -1;
+    if (buf && cap > 0) {
+        size_t n = s.len < cap - 1 ? (size_t)s.len : cap - 1;
+        memcpy(buf, s.ptr, n);
+        buf[n] = 0;
+    }
+    return (int)s.len;
+}
+
+const pl_model *pl_ctx_model(const pl_ctx *c) { return c ? c->model : NULL; }
+
+uint64_t pl_model_file_bytes(const pl_model *m) { return m && m->gguf ? m->gguf->size : 0; }
+
+/* The matmul scratch pl_ctx_new sizes for n_batch rows (the largest any
+ * weight needs). */
+static uint64_t ext_matmul_scratch(const pl_model *m, int T) {
+    uint64_t mx = kern_matmul_scratch(&m->output, T);
+    for (int il = 0; il < m->hp.n_layer; il++) {
+        const model_layer *l = &m->layers[il];
+        const kern_matrix *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            uint64_t s = kern_matmul_scratch(ws[i], T);
+            if (s > mx) mx = s;
+        }
+    }
+    return mx;
+}
+
+uint64_t pl_ctx_memory_bytes(const pl_ctx *c) {
+    if (!c) return 0;
+    const model_hparams *hp = &c->model->hp;
+    const uint64_t C = (uint64_t)hp->n_embd, HD = (uint64_t)hp->n_head * hp->head_dim,
+                   GD = (uint64_t)hp->n_head_kv * hp->head_dim, F = (uint64_t)hp->n_ff, T = (uint64_t)c->n_batch,
+                   P = (uint64_t)c->n_ctx;
+    uint64_t floats = 2 * (uint64_t)hp->n_layer * P * GD  /* K and V caches */
+                      + 2 * T * C + 2 * T * HD + 2 * T * GD /* x, xn, q, att_out, k, v */
+                      + (uint64_t)pool_size(c->pool) * P   /* attention scores */
+                      + 2 * T * F                           /* gate, up */
+                      + (uint64_t)c->logits_cap * hp->n_vocab
+                      + P * (uint64_t)(hp->n_rot / 2) * 2;  /* rope tables */
+    return floats * sizeof(float) + ext_matmul_scratch(c->model, c->n_batch) + sizeof *c;
+}
+
+/* FNV-1a over the bytes that identify a model: hyper-parameters, file size
+ * and the first bytes of the file (header and metadata, which hold the
+ * tokenizer) and of the first tensor's data. */
+static uint64_t ext_fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *b = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static uint64_t ext_fingerprint(const pl_model *m) {
+    uint64_t h = 0xcbf29ce484222325ull;
+    h = ext_fnv(h, m->arch_name, strlen(m->arch_name));
+    h = ext_fnv(h, &m->hp, sizeof m->hp);
+    const gguf_file *g = m->gguf;
+    h = ext_fnv(h, &g->size, sizeof g->size);
+    h = ext_fnv(h, g->base, g->size < 65536 ? (size_t)g->size : 65536);
+    if (g->n_tensors > 0 && g->tensors[0].data) {
+        uint64_t n = g->tensors[0].nbytes < 65536 ? g->tensors[0].nbytes : 65536;
+        h = ext_fnv(h, g->tensors[0].data, (size_t)n);
+    }
+    return h;
+}
+
+typedef struct ext_header {
+    char magic[4];
+    uint32_t version;
+    uint64_t fingerprint;
+    uint32_t n_layer, kv_row, pos, pad;
+} ext_header;
+
+pl_status pl_ctx_state_write(const pl_ctx *c, FILE *fp) {
+    if (!c || !fp) return pl_fail(PL_ERR_INVALID_ARG, "pl_ctx_state_write: ctx and fp are required");
+    const model_hparams *hp = &c->model->hp;
+    ext_header h = {.version = KV_VERSION,
+                    .fingerprint = ext_fingerprint(c->model),
+                    .n_layer = (uint32_t)hp->n_layer,
+                    .kv_row = (uint32_t)(hp->n_head_kv * hp->head_dim),
+                    .pos = (uint32_t)c->pos};
+    memcpy(h.magic, KV_MAGIC, 4);
+    if (fwrite(&h, sizeof h, 1, fp) != 1) goto io;
+    const size_t row = h.kv_row, rows = (size_t)c->pos;
+    for (int il = 0; il < hp->n_layer; il++) {
+        const float *k = c->k_cache + (size_t)il * c->n_ctx * row, *v = c->v_cache + (size_t)il * c->n_ctx * row;
+        if (rows && (fwrite(k, sizeof(float) * row, rows, fp) != rows || fwrite(v, sizeof(float) * row, rows, fp) != rows))
+            goto io;
+    }
+    return PL_OK;
+io:
+    return pl_fail(PL_ERR_IO, "writing the KV state: write failed (disk full?)");
+}
+
+pl_status pl_ctx_state_read(pl_ctx *c, FILE *fp) {
+    if (!c || !fp) return pl_fail(PL_ERR_INVALID_ARG, "pl_ctx_state_read: ctx and fp are required");
+    const model_hparams *hp = &c->model->hp;
+    ext_header h;
+    if (fread(&h, sizeof h, 1, fp) != 1) return pl_fail(PL_ERR_FORMAT, "KV state: truncated header");
+    if (memcmp(h.magic, KV_MAGIC, 4) != 0) return pl_fail(PL_ERR_FORMAT, "KV state: bad magic (not a KV state block)");
+    if (h.version != KV_VERSION)
+        return pl_fail(PL_ERR_UNSUPPORTED, "KV state: version %u, this build reads %u", h.version, KV_VERSION);
+    if (h.fingerprint != ext_fingerprint(c->model) || h.n_layer != (uint32_t)hp->n_layer ||
+        h.kv_row != (uint32_t)(hp->n_head_kv * hp->head_dim))
+        return pl_fail(PL_ERR_INVALID_ARG, "KV state: saved with a different model file");
+    if (h.pos > (uint32_t)c->n_ctx)
+        return pl_fail(PL_ERR_CONTEXT_FULL, "KV state: %u positions do not fit a context of %d", h.pos, c->n_ctx);
+    c->pos = 0; /* until every row is in */
+    c->n_logits_rows = 0;
+    const size_t row = h.kv_row, rows = h.pos;
+    for (int il = 0; il < hp->n_layer; il++) {
+        float *k = c->k_cache + (size_t)il * c->n_ctx * row, *v = c->v_cache + (size_t)il * c->n_ctx * row;
+        if (rows && (fread(k, sizeof(float) * row, rows, fp) != rows || fread(v, sizeof(float) * row, rows, fp) != rows))
+            return pl_fail(PL_ERR_FORMAT, "KV state: truncated in layer %d", il);
+    }
+    c->pos = (int)h.pos;
+    return PL_OK;
+}
