@@ -106,7 +106,7 @@ static pl_status tok_array(const gguf_file *f, const char *key, bool required, u
     if ((*out)->type != GGUF_TYPE_ARRAY || !ok((*out)->arr_type))
         return pl_fail(PL_ERR_FORMAT, "tokenizer: key '%s' has the wrong type", key);
     if ((*out)->arr_n < n)
-        return pl_fail(PL_ERR_FORMAT, "tokenizer: key '%s' has %llu entries, the vocabulary %llu", key,
+        return pl_fail(PL_ERR_FORMAT, "tokenizer: key '%s' has %llu entries, fewer than the %llu needed", key,
                        (unsigned long long)(*out)->arr_n, (unsigned long long)n);
     return PL_OK;
 }
