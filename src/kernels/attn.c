@@ -10,8 +10,22 @@
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define ATTN_X86 1
+
+/* AVX2 + FMA + F16C, and the OS saves YMM state (XCR0 bits 1-2). */
+static int cpu_has_f16c_avx2(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    const int fma = (c >> 12) & 1, osxsave = (c >> 27) & 1, f16c = (c >> 29) & 1;
+    if (!fma || !osxsave || !f16c) return 0;
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b >> 5) & 1; /* AVX2 */
+}
 #endif
 
 static float g_f16_table[1 << 16];
@@ -21,8 +35,7 @@ static int g_use_f16c;
 static void attn_init(void) {
     for (uint32_t i = 0; i < (1u << 16); i++) g_f16_table[i] = pl_fp16_to_f32((pl_fp16)i);
 #ifdef ATTN_X86
-    __builtin_cpu_init();
-    g_use_f16c = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") && __builtin_cpu_supports("f16c");
+    g_use_f16c = cpu_has_f16c_avx2();
 #endif
 }
 
