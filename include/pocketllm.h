@@ -56,6 +56,12 @@ typedef struct pl_model_params {
 pl_model_params pl_model_default_params(void);
 pl_status pl_model_load(const char *path, const pl_model_params *params, pl_model **out);
 void pl_model_free(pl_model *model);
+/* Merge a LoRA adapter GGUF (llama.cpp's layout, as `pocketllm train --lora`
+ * writes it) into the model: W += scale * alpha/R * B A for each matrix it
+ * names. Adapted matrices become f32 copies owned by the model (4 bytes per
+ * weight). Call before creating contexts; several adapters add up. On error
+ * the model is unchanged. */
+pl_status pl_model_apply_lora(pl_model *model, const char *path, float scale);
 
 int pl_model_n_vocab(const pl_model *model);
 int pl_model_n_embd(const pl_model *model);

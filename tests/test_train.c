@@ -113,7 +113,7 @@ static const char *tmp_path(const char *name) {
 /* ------------------------------------------------------------ forward == inference */
 
 /* Max |train logits - pl_ctx logits| over T positions, relative to the logits' spread. */
-static double logits_vs_inference(train_model *m, const char *path, int T, const int32_t *toks) {
+static double logits_vs_inference(train_model *m, const char *path, const char *lora, int T, const int32_t *toks) {
     pl_model *im = NULL;
     pl_ctx *ctx = NULL;
     train_graph *g = NULL;
@@ -125,7 +125,8 @@ static double logits_vs_inference(train_model *m, const char *path, int T, const
     pl_ctx_params cp = pl_ctx_default_params();
     cp.n_ctx = T, cp.n_batch = T, cp.logits_all = 1, cp.n_threads = 2;
     train_plan plan;
-    if (pl_model_load(path, NULL, &im) || pl_ctx_new(im, &cp, &ctx) || pl_ctx_decode(ctx, toks, T)) {
+    if (pl_model_load(path, NULL, &im) || (lora && pl_model_apply_lora(im, lora, 1.0f)) || pl_ctx_new(im, &cp, &ctx) ||
+        pl_ctx_decode(ctx, toks, T)) {
         fprintf(stderr, "  inference: %s\n", pl_last_error());
         goto out;
     }
@@ -164,7 +165,7 @@ static void check_forward(const char *path, int T, bool lora, double tol) {
     pl_status st = lora ? train_model_lora(base, 4, 8, 1, T, &m) : train_model_from_base(base, T, &m);
     if (st) pl_model_free(base);
     REQUIRE(st == PL_OK, "%s", pl_last_error());
-    const double err = logits_vs_inference(m, path, T, toks);
+    const double err = logits_vs_inference(m, path, NULL, T, toks);
     /* the inference KV cache is half precision: differences of ~1e-3 of the logit range are that rounding */
     CHECK(err < tol, "%s (%s): train logits differ from inference by %.3g of the logit range", path,
           lora ? "LoRA" : "full", err);
@@ -344,11 +345,50 @@ static void test_save_and_reload(void) {
         REQUIRE(train_save_model(m, out, QT_F32) == PL_OK, "%s", pl_last_error());
         int32_t toks[16];
         for (int t = 0; t < 16; t++) toks[t] = (int32_t)(train_rng_next(&g_rng) % 64);
-        const double err = logits_vs_inference(m, out, 16, toks);
+        const double err = logits_vs_inference(m, out, NULL, 16, toks);
         CHECK(err < 5e-3, "%s: reloaded checkpoint differs by %.3g", cfgs[i].arch, err);
         train_model_free(m);
         remove(path), remove(out);
     }
+}
+
+/* A LoRA model (B moved off zero) saved as an adapter and applied at load by
+ * pl_model_apply_lora, or saved merged, gives the training forward's logits;
+ * an adapter that does not fit is refused and leaves the model as it was. */
+static void test_lora_adapter_and_merge(void) {
+    const rnd_cfg cfg = {"qwen2", 64, 32, 2, 4, 2, 48, true};
+    const char *path = tmp_path("lbase.gguf"), *ad = tmp_path("adapter.gguf"), *merged = tmp_path("merged.gguf");
+    REQUIRE(write_random_model(path, &cfg), "%s", pl_last_error());
+    pl_model *base;
+    train_model *m;
+    REQUIRE(pl_model_load(path, NULL, &base) == PL_OK && train_model_lora(base, 4, 8, 9, 16, &m) == PL_OK, "%s",
+            pl_last_error());
+    for (int p = 0; p < m->n_params; p++)
+        if (strstr(m->params[p].name, "lora_b"))
+            for (int64_t k = 0; k < m->params[p].ne0 * m->params[p].ne1; k++) m->params[p].w[k] = 0.2f * train_rng_normal(&g_rng);
+    REQUIRE(train_save_lora(m, ad) == PL_OK && train_save_model(m, merged, QT_F32) == PL_OK, "%s", pl_last_error());
+    int32_t toks[16];
+    for (int t = 0; t < 16; t++) toks[t] = (int32_t)(train_rng_next(&g_rng) % 64);
+    const double base_err = logits_vs_inference(m, path, NULL, 16, toks);
+    const double ad_err = logits_vs_inference(m, path, ad, 16, toks);
+    const double mg_err = logits_vs_inference(m, merged, NULL, 16, toks);
+    CHECK(base_err > 1e-2, "the adapter changes nothing (%.3g)", base_err);
+    CHECK(ad_err < 5e-3, "adapter applied at load differs by %.3g", ad_err);
+    CHECK(mg_err < 5e-3, "merged model differs by %.3g", mg_err);
+    /* an adapter for other shapes is refused */
+    const rnd_cfg other = {"qwen2", 64, 32, 2, 4, 2, 40, true};
+    const char *path2 = tmp_path("lbase2.gguf");
+    REQUIRE(write_random_model(path2, &other), "%s", pl_last_error());
+    pl_model *im;
+    REQUIRE(pl_model_load(path2, NULL, &im) == PL_OK, "%s", pl_last_error());
+    const void *before = im->layers[0].w_up.data;
+    CHECK(pl_model_apply_lora(im, ad, 1.0f) == PL_ERR_FORMAT, "mismatched adapter accepted");
+    CHECK(strstr(pl_last_error(), "do not fit") != NULL, "message: %s", pl_last_error());
+    CHECK(im->layers[0].wq.data != NULL && im->layers[0].w_up.data == before, "failed apply changed the model");
+    CHECK(pl_model_apply_lora(im, path2, 1.0f) != PL_OK, "a model file accepted as an adapter");
+    pl_model_free(im);
+    train_model_free(m);
+    remove(path), remove(path2), remove(ad), remove(merged);
 }
 
 /* ------------------------------------------------------------ fine-tuning */
@@ -423,6 +463,7 @@ int main(void) {
     RUN(test_grad_whole_model);
     RUN(test_checkpointing_same_grads);
     RUN(test_save_and_reload);
+    RUN(test_lora_adapter_and_merge);
     RUN(test_finetune_lowers_val_loss);
     TEST_END();
 }

@@ -14,6 +14,8 @@ static void run_usage(FILE *fp) {
     fprintf(fp,
             "usage: pocketllm run -m FILE [-p PROMPT | -f FILE | --prompt-ids 1,2,3] [options]\n"
             "  -m, --model FILE       GGUF model\n"
+            "      --lora FILE        apply a LoRA adapter GGUF (pocketllm train --lora) at load\n"
+            "      --lora-scale S     its strength (default 1)\n"
             "  -p, --prompt TEXT      prompt text (default: empty, i.e. just BOS)\n"
             "  -f, --file FILE        read the prompt from a file\n"
             "      --prompt-ids LIST  prompt as comma-separated token ids (no BOS added)\n"
@@ -83,7 +85,8 @@ int cli_parse_ids(const char *s, pl_token **out, int *n_out) {
 }
 
 int cmd_run(int argc, char **argv) {
-    const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *ids_arg = NULL;
+    const char *model_path = NULL, *prompt = "", *prompt_file = NULL, *ids_arg = NULL, *lora_path = NULL;
+    float lora_scale = 1.0f;
     pl_complete_params cp = pl_complete_default_params();
     pl_ctx_params xp = pl_ctx_default_params();
     run_state rs = {0};
@@ -93,6 +96,8 @@ int cmd_run(int argc, char **argv) {
 #define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { run_usage(stdout); return 0; }
         else if (ARG("-m", "--model")) model_path = v;
+        else if (ARG("--lora", "--lora")) lora_path = v;
+        else if (ARG("--lora-scale", "--lora-scale")) lora_scale = (float)atof(v);
         else if (ARG("-p", "--prompt")) prompt = v;
         else if (ARG("-f", "--file")) prompt_file = v;
         else if (ARG("--prompt-ids", "--prompt-ids")) ids_arg = v;
@@ -139,6 +144,7 @@ int cmd_run(int argc, char **argv) {
     }
     cp.prompt = prompt;
     if (pl_model_load(model_path, NULL, &model)) { cli_fail("load"); goto out; }
+    if (lora_path && pl_model_apply_lora(model, lora_path, lora_scale)) { cli_fail("lora"); goto out; }
     if (pl_ctx_new(model, &xp, &ctx)) { cli_fail("context"); goto out; }
     g_ctx = ctx;
     signal(SIGINT, on_sigint);

@@ -50,6 +50,8 @@ fail:
 void pl_model_free(pl_model *m) {
     if (!m) return;
     free(m->layers);
+    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    free(m->owned);
     tok_free(m->tok);
     gguf_close(m->gguf);
     free(m);

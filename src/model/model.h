@@ -53,6 +53,8 @@ struct pl_model {
     const float *out_norm;   /* (C) */
     kern_matrix output;      /* (V rows of C); the embedding when tied */
     model_layer *layers;     /* (L) */
+    void **owned;            /* buffers the model frees (LoRA-merged matrices, lora.c) */
+    int n_owned;
 };
 
 struct pl_ctx {
