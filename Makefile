@@ -53,8 +53,25 @@ $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	rm -f $@ && ar rcs $@ $^
 
-$(CLI): $(TOOL_OBJ) $(LIB)
-	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(LIB) $(LDLIBS)
+# The chat store and HTTP server (tools/serve/) and the chat page embedded from
+# tools/web/ by a generated C file: linked into the CLI and test_chat only, so
+# libpocketllm.a itself needs no system libraries beyond libm and pthreads.
+SERVE_SRC    := $(sort $(wildcard tools/serve/*.c))
+SERVE_OBJ    := $(SERVE_SRC:%.c=$(B)/obj/%.o) $(B)/obj/gen/web_assets.o
+SERVE_LDLIBS := -lsqlite3 -lmicrohttpd -ljansson
+WEB_FILES    := $(sort $(wildcard tools/web/*.html tools/web/*.js tools/web/*.css))
+$(B)/gen/web_assets.c: tools/web/embed.sh $(WEB_FILES)
+	@mkdir -p $(dir $@)
+	sh tools/web/embed.sh $@ $(WEB_FILES)
+$(B)/obj/gen/web_assets.o: $(B)/gen/web_assets.c tools/serve/serve.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Itools -c $< -o $@
+$(B)/tests/test_chat: tests/test_chat.c $(SERVE_OBJ) $(LIB) tests/test.h
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -Isrc -Itools $(LDFLAGS) -o $@ $< $(SERVE_OBJ) $(LIB) $(LDLIBS) $(SERVE_LDLIBS)
+
+$(CLI): $(TOOL_OBJ) $(SERVE_OBJ) $(LIB)
+	$(CC) $(CFLAGS) $(LDFLAGS) -o $@ $(TOOL_OBJ) $(SERVE_OBJ) $(LIB) $(LDLIBS) $(SERVE_LDLIBS)
 
 $(B)/tests/%: tests/%.c $(LIB) tests/test.h
 	@mkdir -p $(dir $@)
@@ -93,4 +110,4 @@ bench: all
 clean:
 	rm -rf build build-asan build-fuzz
 
--include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d)
+-include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(SERVE_OBJ:.o=.d)

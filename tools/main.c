@@ -27,6 +27,8 @@ static const command k_commands[] = {
     {"run", cmd_run, "generate text from a prompt, streaming tokens"},
     {"score", cmd_score, "evaluate token ids as one batch; one JSON line per position"},
     {"perplexity", cmd_perplexity, "perplexity of a text file, llama.cpp's method"},
+    {"chat", cmd_chat, "interactive chat in the terminal (templates, /save, /load)"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server with a web chat page"},
     {"quantize", cmd_quantize, "convert a model to another type (Q4_K_M, Q8_0, F16, ...)"},
     {"train", cmd_train, "fine-tune (full or LoRA) or train from scratch; writes GGUF"},
     {"train-tokenizer", cmd_train_tokenizer, "learn a small BPE vocabulary from text (vocab-only GGUF)"},

@@ -183,6 +183,10 @@ static pl_status chat_plan(const pl_chat *c, chat_prompt *p) {
             pl_status st = chat_grow((void **)&p->toks, &p->cap_toks, p->n_toks + (int)(b - a) + 8, sizeof *p->toks);
             if (st) return st;
             st = pl_tokenize(c->model, R + a, b - a, bos, 1, p->toks + p->n_toks, p->cap_toks - p->n_toks, &need);
+            if (st == PL_ERR_INVALID_ARG && need > p->cap_toks - p->n_toks) { /* more tokens than guessed */
+                if ((st = chat_grow((void **)&p->toks, &p->cap_toks, p->n_toks + need, sizeof *p->toks))) return st;
+                st = pl_tokenize(c->model, R + a, b - a, bos, 1, p->toks + p->n_toks, p->cap_toks - p->n_toks, &need);
+            }
             if (st) return st;
             p->n_toks += need;
             if ((st = chat_push_cut(&p->cuts, &p->n_cuts, &p->cap_cuts, p->keep_tok + p->n_toks, b))) return st;

@@ -3,12 +3,13 @@
  * module does not (yet) offer: metadata strings, memory figures and the KV
  * state file block. This is the one chat file that reads model internals
  * (pl_model, pl_ctx); it relies on the cache layout model.h declares:
- * k_cache and v_cache are (L, P, G*D) floats, positions [0, pos) valid.
+ * k_cache and v_cache are (L, P, G*D) elements, positions [0, pos) valid; the
+ * element size is taken from the declaration (half precision today).
  *
  * State block: "PLKV", u32 version, u64 model fingerprint, u32 n_layer,
- * u32 kv_row (G*D), u32 pos, then per layer K rows [0, pos) and V rows [0, pos)
- * as little-endian floats (the host's order: files are not portable between
- * byte orders, which the fingerprint of the GGUF bytes does not detect).
+ * u32 kv_row (G*D), u32 elem (bytes per element), u32 pos, then per layer K
+ * rows [0, pos) and V rows [0, pos) as stored (the host's byte order: files
+ * are not portable between byte orders, which the fingerprint does not see).
  */
 #include "../model/model.h"
 
@@ -57,13 +58,13 @@ uint64_t pl_ctx_memory_bytes(const pl_ctx *c) {
     const uint64_t C = (uint64_t)hp->n_embd, HD = (uint64_t)hp->n_head * hp->head_dim,
                    GD = (uint64_t)hp->n_head_kv * hp->head_dim, F = (uint64_t)hp->n_ff, T = (uint64_t)c->n_batch,
                    P = (uint64_t)c->n_ctx;
-    uint64_t floats = 2 * (uint64_t)hp->n_layer * P * GD  /* K and V caches */
-                      + 2 * T * C + 2 * T * HD + 2 * T * GD /* x, xn, q, att_out, k, v */
+    const uint64_t kv = 2 * (uint64_t)hp->n_layer * P * GD * sizeof *c->k_cache; /* K and V caches */
+    uint64_t floats = 2 * T * C + 2 * T * HD + 2 * T * GD /* x, xn, q, att_out, k, v */
                       + (uint64_t)pool_size(c->pool) * P   /* attention scores */
                       + 2 * T * F                           /* gate, up */
                       + (uint64_t)c->logits_cap * hp->n_vocab
                       + P * (uint64_t)(hp->n_rot / 2) * 2;  /* rope tables */
-    return floats * sizeof(float) + ext_matmul_scratch(c->model, c->n_batch) + sizeof *c;
+    return kv + floats * sizeof(float) + ext_matmul_scratch(c->model, c->n_batch) + sizeof *c;
 }
 
 /* FNV-1a over the bytes that identify a model: hyper-parameters, file size
@@ -93,7 +94,7 @@ typedef struct ext_header {
     char magic[4];
     uint32_t version;
     uint64_t fingerprint;
-    uint32_t n_layer, kv_row, pos, pad;
+    uint32_t n_layer, kv_row, elem, pos;
 } ext_header;
 
 pl_status pl_ctx_state_write(const pl_ctx *c, FILE *fp) {
@@ -103,14 +104,14 @@ pl_status pl_ctx_state_write(const pl_ctx *c, FILE *fp) {
                     .fingerprint = ext_fingerprint(c->model),
                     .n_layer = (uint32_t)hp->n_layer,
                     .kv_row = (uint32_t)(hp->n_head_kv * hp->head_dim),
+                    .elem = (uint32_t)sizeof *c->k_cache,
                     .pos = (uint32_t)c->pos};
     memcpy(h.magic, KV_MAGIC, 4);
     if (fwrite(&h, sizeof h, 1, fp) != 1) goto io;
-    const size_t row = h.kv_row, rows = (size_t)c->pos;
+    const size_t row = h.kv_row * sizeof *c->k_cache, rows = (size_t)c->pos, layer = (size_t)c->n_ctx * row;
     for (int il = 0; il < hp->n_layer; il++) {
-        const float *k = c->k_cache + (size_t)il * c->n_ctx * row, *v = c->v_cache + (size_t)il * c->n_ctx * row;
-        if (rows && (fwrite(k, sizeof(float) * row, rows, fp) != rows || fwrite(v, sizeof(float) * row, rows, fp) != rows))
-            goto io;
+        const char *k = (const char *)c->k_cache + il * layer, *v = (const char *)c->v_cache + il * layer;
+        if (rows && (fwrite(k, row, rows, fp) != rows || fwrite(v, row, rows, fp) != rows)) goto io;
     }
     return PL_OK;
 io:
@@ -126,16 +127,16 @@ pl_status pl_ctx_state_read(pl_ctx *c, FILE *fp) {
     if (h.version != KV_VERSION)
         return pl_fail(PL_ERR_UNSUPPORTED, "KV state: version %u, this build reads %u", h.version, KV_VERSION);
     if (h.fingerprint != ext_fingerprint(c->model) || h.n_layer != (uint32_t)hp->n_layer ||
-        h.kv_row != (uint32_t)(hp->n_head_kv * hp->head_dim))
-        return pl_fail(PL_ERR_INVALID_ARG, "KV state: saved with a different model file");
+        h.kv_row != (uint32_t)(hp->n_head_kv * hp->head_dim) || h.elem != sizeof *c->k_cache)
+        return pl_fail(PL_ERR_INVALID_ARG, "KV state: saved with a different model file or cache type");
     if (h.pos > (uint32_t)c->n_ctx)
         return pl_fail(PL_ERR_CONTEXT_FULL, "KV state: %u positions do not fit a context of %d", h.pos, c->n_ctx);
     c->pos = 0; /* until every row is in */
     c->n_logits_rows = 0;
-    const size_t row = h.kv_row, rows = h.pos;
+    const size_t row = h.kv_row * sizeof *c->k_cache, rows = h.pos, layer = (size_t)c->n_ctx * row;
     for (int il = 0; il < hp->n_layer; il++) {
-        float *k = c->k_cache + (size_t)il * c->n_ctx * row, *v = c->v_cache + (size_t)il * c->n_ctx * row;
-        if (rows && (fread(k, sizeof(float) * row, rows, fp) != rows || fread(v, sizeof(float) * row, rows, fp) != rows))
+        char *k = (char *)c->k_cache + il * layer, *v = (char *)c->v_cache + il * layer;
+        if (rows && (fread(k, row, rows, fp) != rows || fread(v, row, rows, fp) != rows))
             return pl_fail(PL_ERR_FORMAT, "KV state: truncated in layer %d", il);
     }
     c->pos = (int)h.pos;
