@@ -123,11 +123,12 @@ typedef struct lin_ctx {
     train_mat *w;
     float *bias, *x, *y, *u, *R, *wt;
     int N;
+    void *kscratch; /* kern_matmul's, for a frozen base */
 } lin_ctx;
 
 static double lin_loss(void *vc) {
     lin_ctx *c = vc;
-    op_linear_fwd(c->pool, c->w, c->bias, c->x, c->N, c->y, c->u, c->wt, NULL);
+    op_linear_fwd(c->pool, c->w, c->bias, c->x, c->N, c->y, c->u, c->wt, c->kscratch);
     return dotd(c->y, c->R, (int64_t)c->N * c->w->n_out);
 }
 
@@ -138,7 +139,7 @@ static void test_linear_f32(void) {
     float W[O * K], gW[O * K] = {0}, b[O], gb[O] = {0}, x[N * K], dx[N * K] = {0}, y[N * O], R[N * O], wt[O * K];
     fill(W, O * K, 0.5f), fill(b, O, 0.5f), fill(x, N * K, 1), fill(R, N * O, 1);
     train_mat w = {.n_in = K, .n_out = O, .w = W, .g = gW};
-    lin_ctx c = {pool, &w, b, x, y, NULL, R, wt, N};
+    lin_ctx c = {pool, &w, b, x, y, NULL, R, wt, N, NULL};
     lin_loss(&c);
     op_linear_bwd(pool, &w, gb, x, R, NULL, N, dx, NULL, NULL);
     fd_check("linear dx", x, dx, N * K, lin_loss, &c, 1e-2f, 1e-2);
@@ -157,12 +158,14 @@ static void test_linear_lora(void) {
     fill(W, O * K, 0.5f), fill(A, RK * K, 0.5f), fill(Bm, O * RK, 0.5f), fill(x, N * K, 1), fill(R, N * O, 1);
     train_mat w = {.n_in = K, .n_out = O, .base = {.data = W, .type = QT_F32, .n_in = K, .n_out = O},
                    .rank = RK, .scale = 2.0f / RK, .a = A, .b = Bm, .ga = gA, .gb = gB};
-    lin_ctx c = {pool, &w, NULL, x, y, u, R, wt, N};
+    void *ks = malloc(kern_matmul_scratch(&w.base, N) + 1);
+    lin_ctx c = {pool, &w, NULL, x, y, u, R, wt, N, ks};
     lin_loss(&c);
     op_linear_bwd(pool, &w, NULL, x, R, u, N, dx, du, tile);
     fd_check("lora dx", x, dx, N * K, lin_loss, &c, 1e-2f, 1e-2);
     fd_check("lora dA", A, gA, RK * K, lin_loss, &c, 1e-2f, 1e-2);
     fd_check("lora dB", Bm, gB, O * RK, lin_loss, &c, 1e-2f, 1e-2);
+    free(ks);
     pool_free(pool);
 }
 
