@@ -94,7 +94,7 @@ typedef struct rms_ctx {
 
 static double rms_loss(void *vc) {
     rms_ctx *c = vc;
-    op_rmsnorm_fwd(c->y, c->rstd, c->x, c->w, c->rows, c->n, 1e-5f);
+    op_rmsnorm_fwd(NULL, c->y, c->rstd, c->x, c->w, c->rows, c->n, 1e-5f);
     return dotd(c->y, c->R, (int64_t)c->rows * c->n);
 }
 
@@ -104,13 +104,13 @@ static void test_rmsnorm(void) {
     fill(x, ROWS * NN, 1), fill(w, NN, 1), fill(R, ROWS * NN, 1);
     rms_ctx c = {x, w, R, y, rstd, ROWS, NN};
     rms_loss(&c);
-    op_rmsnorm_bwd(dx, dw, R, x, rstd, w, ROWS, NN, false);
+    op_rmsnorm_bwd(NULL, dx, dw, R, x, rstd, w, ROWS, NN, false);
     fd_check("rmsnorm dx", x, dx, ROWS * NN, rms_loss, &c, 1e-2f, 1e-2);
     fd_check("rmsnorm dw", w, dw, NN, rms_loss, &c, 1e-2f, 1e-2);
     /* accumulate mode adds onto what is there */
     float dx2[ROWS * NN];
     for (int i = 0; i < ROWS * NN; i++) dx2[i] = 1.0f;
-    op_rmsnorm_bwd(dx2, NULL, R, x, rstd, w, ROWS, NN, true);
+    op_rmsnorm_bwd(NULL, dx2, NULL, R, x, rstd, w, ROWS, NN, true);
     double worst = 0;
     for (int i = 0; i < ROWS * NN; i++) worst = fmax(worst, fabs(dx2[i] - 1.0f - dx[i]));
     CHECK(worst < 1e-6, "rmsnorm accumulate differs by %g", worst);
@@ -245,31 +245,32 @@ static void test_rope(void) {
 
 typedef struct attn_ctx {
     pl_pool *pool;
-    float *q, *k, *v, *probs, *out, *R;
+    float *q, *k, *v, *probs, *out, *R, *scratch;
     int B, T, H, G, D;
 } attn_ctx;
 
 static double attn_loss(void *vc) {
     attn_ctx *c = vc;
-    op_attn_fwd(c->pool, c->q, c->k, c->v, c->probs, c->out, c->B, c->T, c->H, c->G, c->D);
+    op_attn_fwd(c->pool, c->q, c->k, c->v, c->probs, c->out, c->B, c->T, c->H, c->G, c->D, c->scratch);
     return dotd(c->out, c->R, (int64_t)c->B * c->T * c->H * c->D);
 }
 
 static void test_attention_gqa(void) {
     pl_pool *pool;
     REQUIRE(pool_new(2, &pool) == PL_OK, "pool");
-    /* 4 query heads over 2 K/V heads (and the plain case, 2 over 2; and 4 over 1) */
-    const int cfg[][2] = {{4, 2}, {2, 2}, {4, 1}};
-    for (size_t ci = 0; ci < 3; ci++) {
-        enum { B = 2, T = 5, D = 4 };
-        const int H = cfg[ci][0], G = cfg[ci][1];
+    /* 4 query heads over 2 K/V heads (and the plain case, 2 over 2; and 4 over
+     * 1); the last is longer than one 64-row block of the blocked products */
+    const int cfg[][4] = {{4, 2, 2, 5}, {2, 2, 2, 5}, {4, 1, 2, 5}, {2, 1, 1, 70}};
+    for (size_t ci = 0; ci < 4; ci++) {
+        enum { D = 4 };
+        const int H = cfg[ci][0], G = cfg[ci][1], B = cfg[ci][2], T = cfg[ci][3];
         const int nq = B * T * H * D, nk = B * T * G * D;
         float *q = malloc(sizeof(float) * nq), *k = malloc(sizeof(float) * nk), *v = malloc(sizeof(float) * nk);
         float *out = malloc(sizeof(float) * nq), *R = malloc(sizeof(float) * nq), *probs = malloc(sizeof(float) * B * H * T * T);
         float *dq = malloc(sizeof(float) * nq), *dk = malloc(sizeof(float) * nk), *dv = malloc(sizeof(float) * nk);
-        float *scratch = malloc(sizeof(float) * 2 * T);
+        float *scratch = malloc(sizeof(float) * op_attn_scratch(T, D, 2));
         fill(q, nq, 1), fill(k, nk, 1), fill(v, nk, 1), fill(R, nq, 1);
-        attn_ctx c = {pool, q, k, v, probs, out, R, B, T, H, G, D};
+        attn_ctx c = {pool, q, k, v, probs, out, R, scratch, B, T, H, G, D};
         attn_loss(&c);
         op_attn_bwd(pool, R, q, k, v, probs, dq, dk, dv, B, T, H, G, D, scratch);
         char name[64];
@@ -301,7 +302,7 @@ typedef struct sw_ctx {
 
 static double sw_loss(void *vc) {
     sw_ctx *c = vc;
-    op_swiglu_fwd(c->h, c->g, c->u, c->n);
+    op_swiglu_fwd(NULL, c->h, c->g, c->u, c->n);
     return dotd(c->h, c->R, c->n);
 }
 
@@ -311,7 +312,7 @@ static void test_swiglu(void) {
     fill(g, NN, 2), fill(u, NN, 1), fill(R, NN, 1);
     sw_ctx c = {g, u, h, R, NN};
     sw_loss(&c);
-    op_swiglu_bwd(dg, du, R, g, u, NN);
+    op_swiglu_bwd(NULL, dg, du, R, g, u, NN);
     fd_check("swiglu dg", g, dg, NN, sw_loss, &c, 1e-2f, 1e-2);
     fd_check("swiglu du", u, du, NN, sw_loss, &c, 1e-2f, 1e-2);
 }
@@ -324,7 +325,7 @@ typedef struct xe_ctx {
 
 static double xe_loss(void *vc) {
     xe_ctx *c = vc;
-    return op_xent(c->logits, c->tg, c->rows, c->V, NULL, 0) * 0.25;
+    return op_xent(NULL, c->logits, c->tg, c->rows, c->V, NULL, 0) * 0.25;
 }
 
 static void test_xent(void) {
@@ -341,17 +342,38 @@ static void test_xent(void) {
         for (int i = 0; i < V; i++) s += exp(lg[r * V + i]);
         want += log(s) - lg[r * V + tg[r]];
     }
-    CHECK(fabs(op_xent(lg, tg, ROWS, V, NULL, 0) - want) < 1e-4, "xent value");
-    op_xent(lg, tg, ROWS, V, d, 0.25f);
+    CHECK(fabs(op_xent(NULL, lg, tg, ROWS, V, NULL, 0) - want) < 1e-4, "xent value");
+    op_xent(NULL, lg, tg, ROWS, V, d, 0.25f);
     fd_check("xent dlogits", lg, d, ROWS * V, xe_loss, &c, 1e-2f, 1e-2);
     /* in place (dlogits aliasing logits) gives the same */
     float lg2[ROWS * V];
     memcpy(lg2, lg, sizeof lg);
-    op_xent(lg2, tg, ROWS, V, lg2, 0.25f);
+    op_xent(NULL, lg2, tg, ROWS, V, lg2, 0.25f);
     CHECK(!memcmp(lg2, d, sizeof d), "xent in place differs");
 }
 
 /* ------------------------------------------------------------ optimizer */
+
+/* The threaded row ops give the serial results (same per-row arithmetic). */
+static void test_threaded_rows(void) {
+    pl_pool *pool;
+    REQUIRE(pool_new(2, &pool) == PL_OK, "pool");
+    enum { ROWS = 300, NN = 70, V = 50 };
+    static float x[ROWS * NN], w[NN], dy[ROWS * NN], y1[ROWS * NN], y2[ROWS * NN], r1[ROWS], r2[ROWS];
+    static float dx1[ROWS * NN], dx2[ROWS * NN], dw1[NN], dw2[NN], lg[ROWS * V], d1[ROWS * V], d2[ROWS * V];
+    static int32_t tg[ROWS];
+    fill(x, ROWS * NN, 1), fill(w, NN, 1), fill(dy, ROWS * NN, 1), fill(lg, ROWS * V, 2);
+    for (int r = 0; r < ROWS; r++) tg[r] = r % 11 == 0 ? -1 : r % V;
+    op_rmsnorm_fwd(NULL, y1, r1, x, w, ROWS, NN, 1e-5f);
+    op_rmsnorm_fwd(pool, y2, r2, x, w, ROWS, NN, 1e-5f);
+    CHECK(!memcmp(y1, y2, sizeof y1) && !memcmp(r1, r2, sizeof r1), "rmsnorm forward differs when threaded");
+    op_rmsnorm_bwd(NULL, dx1, dw1, dy, x, r1, w, ROWS, NN, false);
+    op_rmsnorm_bwd(pool, dx2, dw2, dy, x, r1, w, ROWS, NN, false);
+    CHECK(!memcmp(dx1, dx2, sizeof dx1) && !memcmp(dw1, dw2, sizeof dw1), "rmsnorm backward differs when threaded");
+    const double n1 = op_xent(NULL, lg, tg, ROWS, V, d1, 0.5f), n2 = op_xent(pool, lg, tg, ROWS, V, d2, 0.5f);
+    CHECK(fabs(n1 - n2) < 1e-9 * fabs(n1) && !memcmp(d1, d2, sizeof d1), "xent differs when threaded");
+    pool_free(pool);
+}
 
 static void test_lr_schedule(void) {
     train_opt o = train_opt_default();
@@ -374,6 +396,7 @@ int main(void) {
     RUN(test_attention_gqa);
     RUN(test_swiglu);
     RUN(test_xent);
+    RUN(test_threaded_rows);
     RUN(test_lr_schedule);
     TEST_END();
 }

@@ -118,32 +118,38 @@ void train_model_free(train_model *m);
  * backward ACCUMULATES into parameter gradients and writes (or accumulates,
  * where said) input gradients. Rows are independent unless said. */
 
+/* Ops taking a pool split their rows (or elements) between its threads; a
+ * NULL pool runs them serially. */
+
 /* y = x * rstd * w, rstd[n] = 1/sqrt(mean(x^2) + eps); rows of n. */
-void op_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps);
-/* dx (overwritten, or added when accumulate) and dw += from dy. */
-void op_rmsnorm_bwd(float *dx, float *dw, const float *dy, const float *x, const float *rstd, const float *w,
-                    int rows, int n, bool accumulate);
+void op_rmsnorm_fwd(pl_pool *pool, float *y, float *rstd, const float *x, const float *w, int rows, int n, float eps);
+/* dx (overwritten, or added when accumulate; may alias dy) and dw += from dy. */
+void op_rmsnorm_bwd(pl_pool *pool, float *dx, float *dw, const float *dy, const float *x, const float *rstd,
+                    const float *w, int rows, int n, bool accumulate);
 /* Rotary embedding of `rows` rows holding n_heads heads of D; row r is at
- * position pos0 + r % T (sequences of T). inverse = rotate by -theta (the
+ * position r % T (sequences of T). inverse = rotate by -theta (the
  * backward of the forward rotation). */
 void op_rope(float *x, int rows, int T, int n_heads, int D, int n_rot, bool neox, const float *cos_t,
              const float *sin_t, bool inverse);
+/* Floats of scratch the attention ops need with nth threads. */
+size_t op_attn_scratch(int T, int D, int nth);
 /* Causal GQA attention over B sequences of T tokens. q (N, H*D), k/v (N, G*D)
- * -> out (N, H*D); probs (B, H, T, T) saved (upper triangle left unset). */
+ * -> out (N, H*D); probs (B, H, T, T) saved (zero above the diagonal). */
 void op_attn_fwd(pl_pool *pool, const float *q, const float *k, const float *v, float *probs, float *out,
-                 int B, int T, int H, int G, int D);
+                 int B, int T, int H, int G, int D, float *scratch);
 /* dq, dk, dv overwritten. The gradient of a shared K/V head is the sum over
- * the query heads of its group. scratch: pool_size * T floats. */
+ * the query heads of its group. */
 void op_attn_bwd(pl_pool *pool, const float *dout, const float *q, const float *k, const float *v,
                  const float *probs, float *dq, float *dk, float *dv, int B, int T, int H, int G, int D,
                  float *scratch);
 /* h = silu(g) * u, and its backward (dg, du overwritten). */
-void op_swiglu_fwd(float *h, const float *g, const float *u, int64_t n);
-void op_swiglu_bwd(float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
+void op_swiglu_fwd(pl_pool *pool, float *h, const float *g, const float *u, int64_t n);
+void op_swiglu_bwd(pl_pool *pool, float *dg, float *du, const float *dh, const float *g, const float *u, int64_t n);
 /* Cross-entropy of `rows` logit rows (V each) against targets (< 0: ignored).
  * Returns the summed negative log-likelihood (double); when dlogits != NULL
  * writes d(sum nll * grad_scale)/dlogits there (may alias logits). */
-double op_xent(const float *logits, const int32_t *targets, int rows, int V, float *dlogits, float grad_scale);
+double op_xent(pl_pool *pool, const float *logits, const int32_t *targets, int rows, int V, float *dlogits,
+               float grad_scale);
 
 /* y (N, n_out) = x (N, n_in) W^T (+ bias) (+ LoRA). u (N, R) receives A x when
  * LoRA is on (the backward needs it). wt: n_in*n_out floats of scratch. */

@@ -130,7 +130,7 @@ static void gr_layout(const train_model *m, int B, int T, bool ckpt, int nth, gr
     p = gr_take(w, N * F), g ? g->dh = p : 0;
     p = gr_take(w, N * F), g ? g->dg = p : 0;
     p = gr_take(w, N * F), g ? g->dup = p : 0;
-    p = gr_take(w, (size_t)nth * T), g ? g->attn_scratch = p : 0;
+    p = gr_take(w, op_attn_scratch(T, hp->head_dim, nth)), g ? g->attn_scratch = p : 0;
     /* transposed f32 weights / LoRA factors; dequantized tiles of frozen weights */
     size_t wt = 0, tile = 0, ks = 0;
     const int R = m->lora_rank;
@@ -290,26 +290,26 @@ static void gr_layer_fwd(train_graph *g, int il, gr_acts *a) {
     const bool neox = m->arch->rope == ARCH_ROPE_NEOX;
     pl_pool *pool = g->pool;
 
-    op_rmsnorm_fwd(a->xn1, a->rstd1, x_in, l->attn_norm.w, N, C, hp->rms_eps);
+    op_rmsnorm_fwd(pool, a->xn1, a->rstd1, x_in, l->attn_norm.w, N, C, hp->rms_eps);
     op_linear_fwd(pool, &l->wq, l->bq.w, a->xn1, N, a->q, a->u[0], g->wt, g->kscratch);
     op_linear_fwd(pool, &l->wk, l->bk.w, a->xn1, N, a->k, a->u[1], g->wt, g->kscratch);
     op_linear_fwd(pool, &l->wv, l->bv.w, a->xn1, N, a->v, a->u[2], g->wt, g->kscratch);
     if (m->arch->qk_norm) {
         memcpy(a->q_pre, a->q, sizeof(float) * (size_t)N * H * D);
         memcpy(a->k_pre, a->k, sizeof(float) * (size_t)N * G * D);
-        op_rmsnorm_fwd(a->q, a->qn_rstd, a->q_pre, l->q_norm.w, N * H, D, hp->rms_eps);
-        op_rmsnorm_fwd(a->k, a->kn_rstd, a->k_pre, l->k_norm.w, N * G, D, hp->rms_eps);
+        op_rmsnorm_fwd(pool, a->q, a->qn_rstd, a->q_pre, l->q_norm.w, N * H, D, hp->rms_eps);
+        op_rmsnorm_fwd(pool, a->k, a->kn_rstd, a->k_pre, l->k_norm.w, N * G, D, hp->rms_eps);
     }
     op_rope(a->q, N, g->T, H, D, hp->n_rot, neox, m->rope_cos, m->rope_sin, false);
     op_rope(a->k, N, g->T, G, D, hp->n_rot, neox, m->rope_cos, m->rope_sin, false);
-    op_attn_fwd(pool, a->q, a->k, a->v, a->probs, a->att, g->B, g->T, H, G, D);
+    op_attn_fwd(pool, a->q, a->k, a->v, a->probs, a->att, g->B, g->T, H, G, D, g->attn_scratch);
     op_linear_fwd(pool, &l->wo, NULL, a->att, N, a->x_mid, a->u[3], g->wt, g->kscratch);
     for (size_t i = 0; i < (size_t)N * C; i++) a->x_mid[i] += x_in[i];
 
-    op_rmsnorm_fwd(a->xn2, a->rstd2, a->x_mid, l->ffn_norm.w, N, C, hp->rms_eps);
+    op_rmsnorm_fwd(pool, a->xn2, a->rstd2, a->x_mid, l->ffn_norm.w, N, C, hp->rms_eps);
     op_linear_fwd(pool, &l->w_gate, NULL, a->xn2, N, a->gate, a->u[4], g->wt, g->kscratch);
     op_linear_fwd(pool, &l->w_up, NULL, a->xn2, N, a->up, a->u[5], g->wt, g->kscratch);
-    op_swiglu_fwd(a->h, a->gate, a->up, (int64_t)N * F);
+    op_swiglu_fwd(pool, a->h, a->gate, a->up, (int64_t)N * F);
     op_linear_fwd(pool, &l->w_down, NULL, a->h, N, x_out, a->u[6], g->wt, g->kscratch);
     for (size_t i = 0; i < (size_t)N * C; i++) x_out[i] += a->x_mid[i];
 }
@@ -328,11 +328,11 @@ static void gr_layer_bwd(train_graph *g, int il, const gr_acts *a) {
     /* feed-forward */
     memset(g->dh, 0, sizeof(float) * (size_t)N * F);
     op_linear_bwd(pool, &l->w_down, NULL, a->h, dx, a->u[6], N, g->dh, g->du, g->tile);
-    op_swiglu_bwd(g->dg, g->dup, g->dh, a->gate, a->up, (int64_t)N * F);
+    op_swiglu_bwd(pool, g->dg, g->dup, g->dh, a->gate, a->up, (int64_t)N * F);
     memset(g->dxn, 0, sizeof(float) * NC);
     op_linear_bwd(pool, &l->w_gate, NULL, a->xn2, g->dg, a->u[4], N, g->dxn, g->du, g->tile);
     op_linear_bwd(pool, &l->w_up, NULL, a->xn2, g->dup, a->u[5], N, g->dxn, g->du, g->tile);
-    op_rmsnorm_bwd(dx, l->ffn_norm.g, g->dxn, a->x_mid, a->rstd2, l->ffn_norm.w, N, C, true);
+    op_rmsnorm_bwd(pool, dx, l->ffn_norm.g, g->dxn, a->x_mid, a->rstd2, l->ffn_norm.w, N, C, true);
 
     /* attention */
     memset(g->datt, 0, sizeof(float) * (size_t)N * H * D);
@@ -342,14 +342,14 @@ static void gr_layer_bwd(train_graph *g, int il, const gr_acts *a) {
     op_rope(g->dq, N, g->T, H, D, hp->n_rot, neox, m->rope_cos, m->rope_sin, true);
     op_rope(g->dk, N, g->T, G, D, hp->n_rot, neox, m->rope_cos, m->rope_sin, true);
     if (m->arch->qk_norm) {
-        op_rmsnorm_bwd(g->dq, l->q_norm.g, g->dq, a->q_pre, a->qn_rstd, l->q_norm.w, N * H, D, false);
-        op_rmsnorm_bwd(g->dk, l->k_norm.g, g->dk, a->k_pre, a->kn_rstd, l->k_norm.w, N * G, D, false);
+        op_rmsnorm_bwd(pool, g->dq, l->q_norm.g, g->dq, a->q_pre, a->qn_rstd, l->q_norm.w, N * H, D, false);
+        op_rmsnorm_bwd(pool, g->dk, l->k_norm.g, g->dk, a->k_pre, a->kn_rstd, l->k_norm.w, N * G, D, false);
     }
     memset(g->dxn, 0, sizeof(float) * NC);
     op_linear_bwd(pool, &l->wq, l->bq.g, a->xn1, g->dq, a->u[0], N, g->dxn, g->du, g->tile);
     op_linear_bwd(pool, &l->wk, l->bk.g, a->xn1, g->dk, a->u[1], N, g->dxn, g->du, g->tile);
     op_linear_bwd(pool, &l->wv, l->bv.g, a->xn1, g->dv, a->u[2], N, g->dxn, g->du, g->tile);
-    op_rmsnorm_bwd(dx, l->attn_norm.g, g->dxn, g->x_res[il], a->rstd1, l->attn_norm.w, N, C, true);
+    op_rmsnorm_bwd(pool, dx, l->attn_norm.g, g->dxn, g->x_res[il], a->rstd1, l->attn_norm.w, N, C, true);
 }
 
 /* Final norm, logits in chunks, loss; with train, the output layer's backward
@@ -359,7 +359,7 @@ static double gr_head(train_graph *g, const int32_t *targets, bool train, float 
     const model_hparams *hp = &m->hp;
     const int N = g->N, C = hp->n_embd, V = hp->n_vocab, L = hp->n_layer;
     const train_mat *o = &m->output;
-    op_rmsnorm_fwd(g->xn_f, g->rstd_f, g->x_res[L], m->out_norm.w, N, C, hp->rms_eps);
+    op_rmsnorm_fwd(g->pool, g->xn_f, g->rstd_f, g->x_res[L], m->out_norm.w, N, C, hp->rms_eps);
     if (o->w) train_transpose(g->pool, o->w, V, C, g->wt); /* once for every chunk */
     if (train) memset(g->dxn_f, 0, sizeof(float) * (size_t)N * C);
     double nll = 0.0;
@@ -371,11 +371,11 @@ static double gr_head(train_graph *g, const int32_t *targets, bool train, float 
             train_gemm(g->pool, rows, V, C, xr, C, 1, g->wt, V, lg, V, false);
         else
             kern_matmul(g->pool, &o->base, xr, C, rows, lg, V, NULL, g->kscratch);
-        nll += op_xent(lg, targets + r0, rows, V, train ? g->logits : NULL, grad_scale);
+        nll += op_xent(g->pool, lg, targets + r0, rows, V, train ? g->logits : NULL, grad_scale);
         if (train)
             op_linear_bwd(g->pool, o, NULL, xr, g->logits, NULL, rows, g->dxn_f + (size_t)r0 * C, NULL, g->tile);
     }
-    if (train) op_rmsnorm_bwd(g->dx, m->out_norm.g, g->dxn_f, g->x_res[L], g->rstd_f, m->out_norm.w, N, C, false);
+    if (train) op_rmsnorm_bwd(g->pool, g->dx, m->out_norm.g, g->dxn_f, g->x_res[L], g->rstd_f, m->out_norm.w, N, C, false);
     return nll;
 }
 
