@@ -96,13 +96,21 @@ asan:
 	  EXTRA_LDFLAGS="-fsanitize=address,undefined" all
 	PL_ASAN=1 PL_PPL_CHUNKS=2 tests/run.sh build-asan
 
-FUZZ_SRC := $(sort $(wildcard fuzz/fuzz_*.c))
-fuzz:
-	@mkdir -p build-fuzz
-	for f in $(FUZZ_SRC); do \
-	  clang -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/$$(basename $$f .c) $$f $(LIB_SRC) -lm -pthread || exit 1; \
-	done
+# Fuzz targets: the library is rebuilt with clang and sanitizer coverage into
+# build-fuzz/ (through the normal rules, so per-ISA kernel flags still apply),
+# then each fuzz/fuzz_<name>.c links against it with libFuzzer's main.
+# fuzz/run.sh SECONDS [NAME...] builds and runs them.
+FUZZ_SRC   := $(sort $(wildcard fuzz/fuzz_*.c))
+FUZZ_BIN   := $(FUZZ_SRC:fuzz/%.c=build-fuzz/%)
+FUZZ_FLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined
+FUZZ_EXTRA_fuzz_http_json := -Itools tools/serve/request.c -ljansson
+.PHONY: fuzz-lib
+fuzz: $(FUZZ_BIN)
+fuzz-lib:
+	$(MAKE) B=build-fuzz CC=clang OPT=-O1 EXTRA_CFLAGS="$(FUZZ_FLAGS) -fsanitize=fuzzer-no-link" build-fuzz/libpocketllm.a
+build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz-lib
+	clang -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< \
+	  $(FUZZ_EXTRA_fuzz_$*) build-fuzz/libpocketllm.a -lm -pthread
 
 bench: all
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
