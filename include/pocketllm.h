@@ -251,6 +251,7 @@ typedef struct pl_chat_gen_params {
     pl_sampler_params sampling;
     const char *const *stop;     /* extra stop strings (the template's own always apply) */
     int n_stop;
+    int ignore_eos;              /* keep going past end-of-generation tokens */
 } pl_chat_gen_params;
 
 typedef enum pl_chat_finish {

@@ -30,6 +30,7 @@ static void chat_usage(FILE *fp) {
             "      --overflow P       a conversation longer than the context: drop-oldest (default) or refuse\n"
             "      --temp T           temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S   (as in `pocketllm run`)\n"
+            "      --ignore-eos       keep generating past end-of-text tokens (until -n or a stop string)\n"
             "  -v, --verbose          token counts and speed after each reply (stderr)\n"
             "commands at the prompt:\n"
             "  /reset        forget the conversation (the system prompt stays)\n"
@@ -178,6 +179,7 @@ int cmd_chat(int argc, char **argv) {
         else if (ARG("--repeat-penalty", "--repeat-penalty")) gp.sampling.repeat_penalty = (float)atof(v);
         else if (ARG("--seed", "--seed")) gp.sampling.seed = strtoull(v, NULL, 0);
         else if (!strcmp(a, "-v") || !strcmp(a, "--verbose")) verbose = 1;
+        else if (!strcmp(a, "--ignore-eos")) gp.ignore_eos = 1;
         else if (ARG("--overflow", "--overflow")) {
             if (!strcmp(v, "refuse")) cp.overflow = PL_CHAT_OVERFLOW_REFUSE;
             else if (!strcmp(v, "drop-oldest")) cp.overflow = PL_CHAT_OVERFLOW_DROP_OLDEST;

@@ -301,6 +301,7 @@ static pl_status chat_exec(pl_chat *c, chat_prompt *p, chat_gen *g, const pl_cha
     cp.n_predict = gp->n_predict;
     cp.add_bos = 0;
     cp.sampling = gp->sampling;
+    cp.ignore_eos = gp->ignore_eos;
     pl_timings tm = {0};
     pl_status cst = pl_complete(c->ctx, &cp, chat_on_token, g, &tm);
     if (g->err) cst = g->err;

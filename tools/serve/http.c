@@ -432,6 +432,7 @@ static enum MHD_Result http_generate(serve_http *h, struct MHD_Connection *c, se
     if (!owned->has_seed) j->gen.sampling.seed = http_random_seed(h);
     j->gen.stop = (const char *const *)owned->stop;
     j->gen.n_stop = owned->n_stop;
+    j->gen.ignore_eos = owned->ignore_eos;
 
     pl_status st = serve_engine_submit(h->e, j);
     if (st) {
@@ -642,7 +643,7 @@ static enum MHD_Result http_health(serve_http *h, struct MHD_Connection *c) {
     const pl_model *model = serve_engine_model(h->e);
     return http_json(
         c, 200,
-        json_pack("{s:s, s:s, s:s, s:s, s:i, s:{s:i, s:i}, s:i, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}", "status", "ok",
+        json_pack("{s:s, s:s, s:s, s:s, s:i, s:{s:i, s:i, s:i}, s:{s:I, s:I, s:I, s:I, s:I, s:I, s:i}}", "status", "ok",
                   "version", pl_version(), "model", h->model_id, "template", serve_engine_template(h->e), "n_ctx",
                   serve_engine_n_ctx(h->e), "slots", "total", m.slots, "busy", busy, "queued", queued, "memory",
                   "model_bytes", (json_int_t)m.model_bytes, "ctx_bytes", (json_int_t)m.ctx_bytes, "overhead_bytes",

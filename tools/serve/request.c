@@ -226,6 +226,7 @@ static int req_gen(json_t *o, serve_req *r, serve_err *err) {
     if (req_int(o, "n", 1, 1 << 20, &n_choices, err)) return -1;
     if (n_choices != 1) return BAD("n", "only n = 1 is supported");
     if (req_bool(o, "stream", &r->stream, err)) return -1;
+    if (req_bool(o, "ignore_eos", &r->ignore_eos, err)) return -1;
     json_t *so = json_object_get(o, "stream_options");
     if (so && !json_is_null(so)) {
         if (!json_is_object(so)) return BAD("stream_options", "'stream_options' must be an object");

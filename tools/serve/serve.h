@@ -45,6 +45,7 @@ typedef struct serve_req {
     int n_stop;
     int n_predict;               /* -1: the server's default */
     int stream, include_usage;
+    int ignore_eos;              /* llama.cpp's extension: generate past end-of-text */
     pl_sampler_params sampling;
     int has_seed;
 } serve_req;

@@ -208,6 +208,12 @@ async function readEvents(res, onData) {
   }
 }
 
+// Extra request fields (max_tokens, temperature, ...) kept as JSON in
+// localStorage['pocketllm-options'], for tuning without a settings panel.
+function requestOptions() {
+  try { return JSON.parse(localStorage.getItem('pocketllm-options') || '{}') || {}; } catch (e) { return {}; }
+}
+
 async function send(text) {
   if (!text.trim() || state.controller) return;
   showError('');
@@ -224,7 +230,7 @@ async function send(text) {
     const res = await fetch('/v1/chats/' + state.chatId + '/messages', {
       method: 'POST',
       headers: headers(true),
-      body: JSON.stringify({ content: text, stream: true }),
+      body: JSON.stringify({ ...requestOptions(), content: text, stream: true }),
       signal: state.controller.signal,
     });
     if (!res.ok) {
