@@ -3,7 +3,7 @@
  * transposed through its two strides, which covers all three products a
  * linear layer needs (y = x W^T via a transposed copy of W, dx = dy W,
  * dW = dy^T x). Threaded over rows of C in contiguous ranges, so threads
- * never write the same memory. The inner 4x16 tile keeps C in registers
+ * never write the same memory. The inner 6x16 tile keeps C in registers
  * across a block of K; an AVX2+FMA version is chosen at run time when the CPU
  * has it (PL_KERNELS=scalar forces the portable one, as for the kernels).
  */
@@ -19,9 +19,10 @@
 #define TG_HAVE_X86 0
 #endif
 
-#define TG_MR 4   /* rows of the register tile */
+#define TG_MR 6   /* rows of the register tile (6x16: 12 accumulators, BLIS's Haswell shape) */
 #define TG_NR 16  /* columns of the register tile */
-#define TG_KC 256 /* K block: the B strip (KC x NR floats) stays in L1 */
+#define TG_KC 256 /* K block */
+#define TG_NC 256 /* column block: B's KC x NC block (256 KB) stays in L2 */
 
 static int tg_use_avx2(void) {
     static int cached = -1;
@@ -56,37 +57,39 @@ static void tg_tile_generic(int ni, int nj, int kc, const float *A, int64_t asi,
 }
 
 #if TG_HAVE_X86
+#define TG_LD(i) (add ? _mm256_loadu_ps(Cm + (i) * ldc) : _mm256_setzero_ps())
+#define TG_LD8(i) (add ? _mm256_loadu_ps(Cm + (i) * ldc + 8) : _mm256_setzero_ps())
+#define TG_ROW(i, x0, x1)                                  \
+    a = _mm256_broadcast_ss(A + (i) * asi);              \
+    x0 = _mm256_fmadd_ps(a, b0, x0);                      \
+    x1 = _mm256_fmadd_ps(a, b1, x1)
 __attribute__((target("avx2,fma"))) static void tg_tile_avx2(int kc, const float *A, int64_t asi, int64_t ask,
                                                              const float *B, int64_t ldb, float *Cm, int64_t ldc,
                                                              bool add) {
-    __m256 c00, c01, c10, c11, c20, c21, c30, c31;
-    if (add) {
-        c00 = _mm256_loadu_ps(Cm), c01 = _mm256_loadu_ps(Cm + 8);
-        c10 = _mm256_loadu_ps(Cm + ldc), c11 = _mm256_loadu_ps(Cm + ldc + 8);
-        c20 = _mm256_loadu_ps(Cm + 2 * ldc), c21 = _mm256_loadu_ps(Cm + 2 * ldc + 8);
-        c30 = _mm256_loadu_ps(Cm + 3 * ldc), c31 = _mm256_loadu_ps(Cm + 3 * ldc + 8);
-    } else {
-        c00 = c01 = c10 = c11 = c20 = c21 = c30 = c31 = _mm256_setzero_ps();
-    }
-    const float *a0 = A, *a1 = A + asi, *a2 = A + 2 * asi, *a3 = A + 3 * asi;
+    __m256 c00 = TG_LD(0), c01 = TG_LD8(0), c10 = TG_LD(1), c11 = TG_LD8(1), c20 = TG_LD(2), c21 = TG_LD8(2);
+    __m256 c30 = TG_LD(3), c31 = TG_LD8(3), c40 = TG_LD(4), c41 = TG_LD8(4), c50 = TG_LD(5), c51 = TG_LD8(5);
     for (int k = 0; k < kc; k++) {
         const __m256 b0 = _mm256_loadu_ps(B), b1 = _mm256_loadu_ps(B + 8);
-        __m256 a = _mm256_broadcast_ss(a0);
-        c00 = _mm256_fmadd_ps(a, b0, c00), c01 = _mm256_fmadd_ps(a, b1, c01);
-        a = _mm256_broadcast_ss(a1);
-        c10 = _mm256_fmadd_ps(a, b0, c10), c11 = _mm256_fmadd_ps(a, b1, c11);
-        a = _mm256_broadcast_ss(a2);
-        c20 = _mm256_fmadd_ps(a, b0, c20), c21 = _mm256_fmadd_ps(a, b1, c21);
-        a = _mm256_broadcast_ss(a3);
-        c30 = _mm256_fmadd_ps(a, b0, c30), c31 = _mm256_fmadd_ps(a, b1, c31);
-        a0 += ask, a1 += ask, a2 += ask, a3 += ask;
+        __m256 a;
+        TG_ROW(0, c00, c01);
+        TG_ROW(1, c10, c11);
+        TG_ROW(2, c20, c21);
+        TG_ROW(3, c30, c31);
+        TG_ROW(4, c40, c41);
+        TG_ROW(5, c50, c51);
+        A += ask;
         B += ldb;
     }
     _mm256_storeu_ps(Cm, c00), _mm256_storeu_ps(Cm + 8, c01);
     _mm256_storeu_ps(Cm + ldc, c10), _mm256_storeu_ps(Cm + ldc + 8, c11);
     _mm256_storeu_ps(Cm + 2 * ldc, c20), _mm256_storeu_ps(Cm + 2 * ldc + 8, c21);
     _mm256_storeu_ps(Cm + 3 * ldc, c30), _mm256_storeu_ps(Cm + 3 * ldc + 8, c31);
+    _mm256_storeu_ps(Cm + 4 * ldc, c40), _mm256_storeu_ps(Cm + 4 * ldc + 8, c41);
+    _mm256_storeu_ps(Cm + 5 * ldc, c50), _mm256_storeu_ps(Cm + 5 * ldc + 8, c51);
 }
+#undef TG_LD
+#undef TG_LD8
+#undef TG_ROW
 
 __attribute__((target("avx2,fma"))) static float tg_dot_avx2(const float *x, const float *y, int n) {
     __m256 s0 = _mm256_setzero_ps(), s1 = _mm256_setzero_ps();
@@ -145,26 +148,37 @@ typedef struct tg_job {
     bool acc;
 } tg_job;
 
+/* Blocked as BLIS does it, less the B packing: a column block of NC and a K
+ * block of KC keep B's block (KC x NC) in L2; each 6-row sliver of A is
+ * packed k-major on the stack so the tile reads it sequentially, whatever
+ * A's strides (a transposed A would otherwise touch a new line per k). */
 static void tg_rows(const tg_job *j, int i0, int i1) {
     const bool avx2 = tg_use_avx2();
-    for (int k0 = 0; k0 < j->K; k0 += TG_KC) {
-        const int kc = j->K - k0 < TG_KC ? j->K - k0 : TG_KC;
-        const bool add = j->acc || k0 > 0;
-        for (int c = 0; c < j->N; c += TG_NR) {
-            const int nj = j->N - c < TG_NR ? j->N - c : TG_NR;
+    float apack[TG_MR * TG_KC];
+    for (int jc = 0; jc < j->N; jc += TG_NC) {
+        const int jend = j->N - jc < TG_NC ? j->N : jc + TG_NC;
+        for (int k0 = 0; k0 < j->K; k0 += TG_KC) {
+            const int kc = j->K - k0 < TG_KC ? j->K - k0 : TG_KC;
+            const bool add = j->acc || k0 > 0;
             for (int i = i0; i < i1; i += TG_MR) {
                 const int ni = i1 - i < TG_MR ? i1 - i : TG_MR;
                 const float *a = j->A + i * j->asi + k0 * j->ask;
-                const float *b = j->B + k0 * j->ldb + c;
-                float *cm = j->C + i * j->ldc + c;
+                const bool packed = avx2 && ni == TG_MR;
+                if (packed)
+                    for (int k = 0; k < kc; k++)
+                        for (int r = 0; r < TG_MR; r++) apack[k * TG_MR + r] = a[r * j->asi + k * j->ask];
+                for (int c = jc; c < jend; c += TG_NR) {
+                    const int nj = jend - c < TG_NR ? jend - c : TG_NR;
+                    const float *b = j->B + k0 * j->ldb + c;
+                    float *cm = j->C + i * j->ldc + c;
 #if TG_HAVE_X86
-                if (avx2 && ni == TG_MR && nj == TG_NR) {
-                    tg_tile_avx2(kc, a, j->asi, j->ask, b, j->ldb, cm, j->ldc, add);
-                    continue;
-                }
+                    if (packed && nj == TG_NR) {
+                        tg_tile_avx2(kc, apack, 1, TG_MR, b, j->ldb, cm, j->ldc, add);
+                        continue;
+                    }
 #endif
-                (void)avx2;
-                tg_tile_generic(ni, nj, kc, a, j->asi, j->ask, b, j->ldb, cm, j->ldc, add);
+                    tg_tile_generic(ni, nj, kc, a, j->asi, j->ask, b, j->ldb, cm, j->ldc, add);
+                }
             }
         }
     }
