@@ -4,6 +4,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
+import { request } from 'node:http';
 import { startServer, tempDir, haveModel, until, health, readSSE, postJSON } from './helpers.mjs';
 
 const MODEL = 'kjv-llama-q8_0';
@@ -132,6 +133,8 @@ test('malformed, oversized and misrouted requests get JSON errors', { skip }, as
     [await fetch(srv.url + '/v1/chat/completions'), 405],
     [await fetch(srv.url + '/v1/nothing'), 404],
     [await fetch(srv.url + '/v1/chats/999999'), 404],
+    // what a form or script on another site could send without a CORS preflight
+    [await fetch(srv.url + '/v1/chats', { method: 'POST', headers: { 'Content-Type': 'text/plain' }, body: '{}' }), 415],
   ];
   for (const [res, status] of cases) {
     assert.equal(res.status, status, res.url);
@@ -139,6 +142,20 @@ test('malformed, oversized and misrouted requests get JSON errors', { skip }, as
     assert.equal(typeof body.error.message, 'string');
     assert.ok(body.error.message.length > 0);
   }
+});
+
+test('a Host that does not name this machine is refused (DNS rebinding)', { skip }, async () => {
+  const status = (host) => new Promise((res, rej) => {
+    const req = request({ host: '127.0.0.1', port: srv.port, path: '/v1/chats', headers: { Host: host } }, (r) => {
+      r.resume();
+      res(r.statusCode);
+    });
+    req.on('error', rej);
+    req.end();
+  });
+  assert.equal(await status('evil.example:' + srv.port), 403);
+  assert.equal(await status('localhost:' + srv.port), 200);
+  assert.equal(await status('127.0.0.1'), 200);
 });
 
 test("llama.cpp's POST /completion, streamed and not", { skip }, async () => {

@@ -44,10 +44,6 @@ struct serve_engine {
     serve_memory mem;
 };
 
-/* Bytes for everything besides the model and the contexts: HTTP connection
- * threads (stacks are touched lightly), request bodies, SQLite's page cache. */
-#define SERVE_OVERHEAD_BYTES (64ull << 20)
-
 serve_job *serve_job_new(void) {
     serve_job *j = calloc(1, sizeof *j);
     if (!j) return NULL;

@@ -11,7 +11,10 @@
  *   GET|DELETE|PATCH /v1/chats/ID     one chat with its messages; delete; rename
  *   POST /v1/chats/ID/messages        add a user message and stream the reply
  * Bodies over max_body are 413 before they are read; with an API key every
- * /v1 route and /completion needs "Authorization: Bearer KEY". While a reply
+ * /v1 route and /completion needs "Authorization: Bearer KEY". Request bodies
+ * must be application/json (other web pages cannot send that without a CORS
+ * preflight, which is never granted), and on a loopback address the Host
+ * header must name this machine (no DNS rebinding). While a reply
  * is pending, the client's socket is polled: a client that went away cancels
  * its generation.
  */
@@ -28,6 +31,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <time.h>
 
@@ -40,6 +44,7 @@ struct serve_http {
     size_t max_body;
     int n_predict;
     int port;
+    int loopback;            /* bound to 127.0.0.0/8 or ::1 */
     int64_t started;
     atomic_uint_fast64_t id_counter;
 };
@@ -265,7 +270,7 @@ static int stream_text_event(http_stream *s, const char *text, size_t n, const c
 static int stream_finish(http_stream *s, pl_status st, const char *errmsg, const pl_chat_result *r) {
     if (st) {
         serve_err err = {.status = 500, .type = "server_error"};
-        snprintf(err.message, sizeof err.message, "%s", errmsg);
+        snprintf(err.message, sizeof err.message, "%.*s", (int)sizeof err.message - 1, errmsg);
         if (!stream_event(s, http_error_json(&err))) return 0;
     } else {
         if (!stream_text_event(s, "", 0, http_finish_reason(r->finish), r)) return 0;
@@ -747,6 +752,31 @@ static enum MHD_Result http_route(serve_http *h, struct MHD_Connection *c, const
     return http_errorf(c, 404, "invalid_request_error", "not_found", "no route %s %s", method, url);
 }
 
+/* Host names this machine: 127.x.y.z, localhost or [::1], any port. */
+static int http_host_ok(struct MHD_Connection *c) {
+    const char *host = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Host");
+    if (!host) return 1; /* HTTP/1.0 */
+    size_t n = strlen(host);
+    const char *colon = strrchr(host, ':');
+    if (colon && !strchr(colon, ']')) n = (size_t)(colon - host);
+    if (n == 9 && !strncasecmp(host, "localhost", 9)) return 1;
+    if (n == 5 && !strncmp(host, "[::1]", 5)) return 1;
+    char ip[64];
+    if (n >= sizeof ip) return 0;
+    memcpy(ip, host, n);
+    ip[n] = 0;
+    struct in_addr a;
+    return inet_pton(AF_INET, ip, &a) == 1 && (ntohl(a.s_addr) >> 24) == 127;
+}
+
+/* A JSON media type: "application/json", parameters allowed. */
+static int http_is_json(struct MHD_Connection *c) {
+    const char *t = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Type");
+    if (!t) return 0;
+    while (*t == ' ') t++;
+    return !strncasecmp(t, "application/json", 16) && (t[16] == 0 || t[16] == ';' || t[16] == ' ');
+}
+
 static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                        const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -755,6 +785,16 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, cons
     if (!r) {
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         *con_cls = r;
+        if (h->loopback && !http_host_ok(c)) {
+            r->too_large = 1; /* reject: the body is not read */
+            return http_errorf(c, 403, "invalid_request_error", "bad_host",
+                               "the Host header must name this machine (127.0.0.1, localhost or [::1])");
+        }
+        if ((!strcmp(method, "POST") || !strcmp(method, "PATCH")) && !http_is_json(c)) {
+            r->too_large = 1;
+            return http_errorf(c, 415, "invalid_request_error", "unsupported_media_type",
+                               "request bodies must be sent as Content-Type: application/json");
+        }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
         if (cl && strtoull(cl, NULL, 10) > h->max_body) {
             r->too_large = 1; /* answered now: MHD then skips the body and closes */
@@ -812,13 +852,16 @@ pl_status serve_http_start(const serve_http_params *p, serve_engine *e, store *s
     unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
     struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
     struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    int loopback = 0;
     if (p->port < 0 || p->port > 65535) return pl_fail(PL_ERR_INVALID_ARG, "--port %d is not a port", p->port);
     if (inet_pton(AF_INET, p->host, &a4->sin_addr) == 1) {
         a4->sin_family = AF_INET;
         a4->sin_port = htons((uint16_t)p->port);
+        loopback = (ntohl(a4->sin_addr.s_addr) >> 24) == 127;
     } else if (inet_pton(AF_INET6, p->host, &a6->sin6_addr) == 1) {
         a6->sin6_family = AF_INET6;
         a6->sin6_port = htons((uint16_t)p->port);
+        loopback = IN6_IS_ADDR_LOOPBACK(&a6->sin6_addr);
         flags |= MHD_USE_IPv6;
     } else {
         return pl_fail(PL_ERR_INVALID_ARG, "--host '%s' is not an IPv4 or IPv6 address", p->host);
@@ -828,6 +871,7 @@ pl_status serve_http_start(const serve_http_params *p, serve_engine *e, store *s
     h->e = e;
     h->st = st;
     h->max_body = p->max_body;
+    h->loopback = loopback;
     h->n_predict = p->default_n_predict;
     h->started = (int64_t)time(NULL);
     if ((p->api_key && !(h->api_key = strdup(p->api_key))) || !(h->model_id = strdup(p->model_id))) {
@@ -836,7 +880,7 @@ pl_status serve_http_start(const serve_http_params *p, serve_engine *e, store *s
     }
     h->d = MHD_start_daemon(flags, (uint16_t)p->port, NULL, NULL, http_on_request, h, MHD_OPTION_SOCK_ADDR, &ss,
                             MHD_OPTION_NOTIFY_COMPLETED, http_on_completed, h, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)256, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
+                            (unsigned)SERVE_MAX_CONNECTIONS, MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_END);
     if (!h->d) {
         serve_http_stop(h);
         return pl_fail(PL_ERR_IO, "cannot listen on %s port %d (in use? not permitted?)", p->host, p->port);

@@ -70,6 +70,12 @@ char *serve_utf8_clean(const char *s, size_t n, size_t *out_len);
 
 /* ------------------------------------------------------------------ engine */
 
+/* The memory plan's allowance for everything besides the model and the slots'
+ * contexts: a base (SQLite page cache, request bodies, the page) plus, per
+ * connection MHD may hold at once, its thread's touched stack and buffers. */
+#define SERVE_MAX_CONNECTIONS 64
+#define SERVE_OVERHEAD_BYTES ((16ull << 20) + SERVE_MAX_CONNECTIONS * (256ull << 10))
+
 typedef enum serve_job_state { JOB_QUEUED, JOB_RUNNING, JOB_DONE } serve_job_state;
 
 typedef struct serve_job {
