@@ -7,7 +7,8 @@
  *    on reference-quantized random rows, over block-edge sizes;
  *  - the dispatched activation quantizers byte for byte against the
  *    references, special values (ties, NaN, inf, subnormals) included;
- *  - the float kernels against ref_ops.c over every tail length;
+ *  - the float kernels against ref_ops.c over every tail length, and the
+ *    F16 KV-cache attention loops against attn.c's references;
  *  - kern_matmul (row-dot and tiled paths, 1 and 2 threads, bias, strides,
  *    T = 1..7 and larger, n_out not a multiple of the tile) against a naive
  *    double matmul of the dequantized weights and activations.
@@ -17,6 +18,7 @@
  */
 #include "test.h"
 
+#include "kernels/attn.h"
 #include "kernels/kern_impl.h"
 #include "quant/quant_ref.h"
 
@@ -305,42 +307,11 @@ static void ops_at_level(kern_level level) {
             CHECK(close_rel(b[i], a[i], fabs(a[i]), 2e-6) || fabs(b[i] - a[i]) < 1e-30, "silu n=%d i=%d: %g vs %g", n,
                   i, b[i], a[i]);
 
-        double mag = 0;
-        for (int i = 0; i < n; i++) mag += fabs((double)x[i] * w[i]);
-        CHECK(close_rel(kern_dot_f32(x, w, n), kern_ref_dot_f32(x, w, n), mag, 1e-6), "dot n=%d", n);
-
-        for (int i = 0; i < n; i++) a[i] = b[i] = frand(-1, 1);
-        kern_ref_axpy_f32(a, 0.75f, x, n);
-        kern_axpy_f32(b, 0.75f, x, n);
-        for (int i = 0; i < n; i++) CHECK(a[i] == b[i] || close_rel(b[i], a[i], fabs(a[i]) + 1, 1e-6), "axpy n=%d", n);
-
-        /* attention shapes: rows of n with a stride, 0..13 rows */
-        for (int rows = 0; rows <= 13; rows += (rows < 6 ? 1 : 7)) {
-            const size_t ld = (size_t)n + 3;
-            float *M = malloc(sizeof(float) * (ld * (size_t)rows + 1)), *sc = malloc(sizeof(float) * 16);
-            float *o1 = malloc(sizeof(float) * 16), *o2 = malloc(sizeof(float) * 16);
-            fill_floats(M, (int64_t)(ld * (size_t)rows), 1.0f);
-            fill_floats(sc, 16, 1.0f);
-            kern_ref_dot_rows_f32(o1, x, M, ld, rows, n, 0.125f);
-            kern_dot_rows_f32(o2, x, M, ld, rows, n, 0.125f);
-            for (int r = 0; r < rows; r++) {
-                double m = 0;
-                for (int i = 0; i < n; i++) m += fabs((double)x[i] * M[(size_t)r * ld + i]);
-                CHECK(close_rel(o2[r], o1[r], 0.125 * m, 1e-6), "dot_rows n=%d rows=%d r=%d", n, rows, r);
-            }
-            kern_ref_wsum_rows_f32(a, sc, M, ld, rows, n);
-            b[n] = 12345.f; /* must stay: y has n elements */
-            kern_wsum_rows_f32(b, sc, M, ld, rows, n);
-            for (int i = 0; i < n; i++) {
-                double m = 0;
-                for (int r = 0; r < rows; r++) m += fabs((double)sc[r] * M[(size_t)r * ld + i]);
-                CHECK(close_rel(b[i], a[i], m, 1e-6), "wsum_rows n=%d rows=%d i=%d", n, rows, i);
-            }
-            CHECK(b[n] == 12345.f, "wsum_rows wrote past n=%d", n);
-            free(M);
-            free(sc);
-            free(o1);
-            free(o2);
+        /* log-sum-exp over a vocabulary-like range */
+        if (n > 0) {
+            for (int i = 0; i < n; i++) x[i] = frand(-30, 30);
+            const double ref = kern_ref_logsumexp(x, n), got = kern_logsumexp(x, n);
+            CHECK(fabs(got - ref) <= 1e-6 * (1 + fabs(ref)), "logsumexp n=%d: %.9g vs %.9g", n, got, ref);
         }
         free(x);
         free(w);
@@ -350,6 +321,56 @@ static void ops_at_level(kern_level level) {
 }
 
 static void test_float_ops(void) { for_each_level(ops_at_level); }
+
+/* Attention over an F16 cache: P cached rows of D halves with a row stride,
+ * against the scalar references in attn.c. */
+static void attn_at_level(kern_level level) {
+    (void)level;
+    static const int Ds[] = {1, 7, 8, 24, 32, 33, 64, 100, 128};
+    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
+        for (int P = 0; P <= 41; P += (P < 9 ? 1 : 16)) {
+            const int D = Ds[di];
+            const size_t stride = (size_t)D * 2 + 3;
+            pl_fp16 *cache = malloc(sizeof(pl_fp16) * (stride * (size_t)P + 1));
+            float *q = malloc(sizeof(float) * (size_t)D), *w = malloc(sizeof(float) * (size_t)(P + 1));
+            float *s1 = malloc(sizeof(float) * (size_t)(P + 1)), *s2 = malloc(sizeof(float) * (size_t)(P + 1));
+            float *o1 = malloc(sizeof(float) * (size_t)(D + 1)), *o2 = malloc(sizeof(float) * (size_t)(D + 1));
+            for (size_t i = 0; i < stride * (size_t)P; i++) cache[i] = quant_f32_to_fp16(frand(-2, 2));
+            fill_floats(q, D, 1.0f);
+            fill_floats(w, P, 1.0f);
+            kern_ref_attn_scores_f16(s1, q, cache, stride, P, D, 0.17f);
+            s2[P] = 777.f;
+            kern_attn_scores_f16(s2, q, cache, stride, P, D, 0.17f);
+            for (int p = 0; p < P; p++) {
+                double mag = 0;
+                for (int d = 0; d < D; d++) mag += fabs(q[d] * quant_fp16_to_f32(cache[(size_t)p * stride + d]));
+                CHECK(close_rel(s2[p], s1[p], 0.17 * mag, 1e-6), "scores D=%d P=%d p=%d: %g vs %g", D, P, p, s2[p],
+                      s1[p]);
+            }
+            CHECK(s2[P] == 777.f, "scores wrote past P=%d", P);
+            kern_ref_attn_values_f16(o1, w, cache + 1, stride, P, D);
+            o2[D] = 777.f;
+            kern_attn_values_f16(o2, w, cache + 1, stride, P, D);
+            for (int d = 0; d < D; d++) {
+                double mag = 0;
+                for (int p = 0; p < P; p++) mag += fabs(w[p] * quant_fp16_to_f32(cache[(size_t)p * stride + d + 1]));
+                CHECK(close_rel(o2[d], o1[d], mag, 1e-6), "values D=%d P=%d d=%d: %g vs %g", D, P, d, o2[d], o1[d]);
+            }
+            CHECK(o2[D] == 777.f, "values wrote past D=%d", D);
+            pl_fp16 h[40];
+            kern_f32_to_f16_row(h, q, D < 40 ? D : 40);
+            for (int d = 0; d < D && d < 40; d++) CHECK(h[d] == quant_f32_to_fp16(q[d]), "f32_to_f16_row D=%d", D);
+            free(cache);
+            free(q);
+            free(w);
+            free(s1);
+            free(s2);
+            free(o1);
+            free(o2);
+        }
+}
+
+static void test_attention(void) { for_each_level(attn_at_level); }
 
 /* ------------------------------------------------------------- matmul */
 
@@ -433,6 +454,8 @@ static void matmul_at_level(kern_level level) {
                 }
         /* a larger case: many tiles per thread */
         check_matmul(&k_wtypes[i], g_pools[1], tr->blck == 1 ? 512 : 2 * 256, 133, 20, 1);
+        /* rows longer than the tiled kernels' k-chunks (partial sums in Y) */
+        check_matmul(&k_wtypes[i], g_pools[0], tr->blck == 1 ? 1037 : 17 * 256, 9, 5, 1);
     }
 }
 
@@ -449,6 +472,7 @@ int main(void) {
     RUN(test_vec_dot);
     RUN(test_quantizers);
     RUN(test_float_ops);
+    RUN(test_attention);
     RUN(test_matmul);
     TEST_END();
 }

@@ -2,8 +2,8 @@
  * Attention inner loops over an F16 KV cache: q.k scores and the weighted sum
  * of values, for one query head against P cached rows. The cache stores K and
  * V in half precision (as llama.cpp does by default), halving its memory; the
- * query, scores and output stay f32. Chosen at run time: F16C+FMA on x86 when
- * the CPU has it, else a scalar path through a 64K-entry conversion table.
+ * query, scores and output stay f32. Dispatched at run time like every kernel
+ * (kernels.h: kern_level_get, PL_KERNELS); the scalar references are in attn.c.
  */
 #ifndef PL_ATTN_H
 #define PL_ATTN_H

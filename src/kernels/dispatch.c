@@ -64,10 +64,9 @@ static void dispatch_fill(kern_ops *o, kern_level level) {
     o->rmsnorm = kern_ref_rmsnorm;
     o->softmax = kern_ref_softmax;
     o->silu_mul = kern_ref_silu_mul;
-    o->dot_f32 = kern_ref_dot_f32;
-    o->axpy_f32 = kern_ref_axpy_f32;
-    o->dot_rows_f32 = kern_ref_dot_rows_f32;
-    o->wsum_rows_f32 = kern_ref_wsum_rows_f32;
+    o->logsumexp = kern_ref_logsumexp;
+    o->attn_scores_f16 = kern_ref_attn_scores_f16;
+    o->attn_values_f16 = kern_ref_attn_values_f16;
     for (int l = KERN_SCALAR + 1; l <= (int)level; l++)
         for (int i = 0; i < 3; i++)
             if (k_levels[l].install[i]) k_levels[l].install[i](o);
@@ -114,14 +113,4 @@ void kern_softmax(float *x, int n) { kern_ops_get()->softmax(x, n); }
 
 void kern_silu_mul(float *h, const float *g, const float *u, int n) { kern_ops_get()->silu_mul(h, g, u, n); }
 
-float kern_dot_f32(const float *x, const float *y, int n) { return kern_ops_get()->dot_f32(x, y, n); }
-
-void kern_axpy_f32(float *y, float a, const float *x, int n) { kern_ops_get()->axpy_f32(y, a, x, n); }
-
-void kern_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale) {
-    kern_ops_get()->dot_rows_f32(out, x, M, ldm, n_rows, n, scale);
-}
-
-void kern_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n) {
-    kern_ops_get()->wsum_rows_f32(y, w, M, ldm, n_rows, n);
-}
+double kern_logsumexp(const float *x, int n) { return kern_ops_get()->logsumexp(x, n); }

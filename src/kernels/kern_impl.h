@@ -53,10 +53,10 @@ typedef struct kern_ops {
     void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
     void (*softmax)(float *x, int n);
     void (*silu_mul)(float *h, const float *g, const float *u, int n);
-    float (*dot_f32)(const float *x, const float *y, int n);
-    void (*axpy_f32)(float *y, float a, const float *x, int n);
-    void (*dot_rows_f32)(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale);
-    void (*wsum_rows_f32)(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n);
+    double (*logsumexp)(const float *x, int n);
+    void (*attn_scores_f16)(float *scores, const float *q, const pl_fp16 *k, size_t stride, int P, int D,
+                            float scale);
+    void (*attn_values_f16)(float *out, const float *w, const pl_fp16 *v, size_t stride, int P, int D);
 } kern_ops;
 
 /* The table in use; NULL until the first kern_ops_get(). */
@@ -68,15 +68,15 @@ static inline const kern_ops *kern_ops_get(void) {
     return o ? o : kern_ops_init();
 }
 
-/* Scalar references of the float kernels (ref_ops.c), what the SIMD ones are
- * tested against. Sums are accumulated in double where it is cheap to. */
+/* Scalar references of the float kernels (ref_ops.c, attn.c), what the SIMD
+ * ones are tested against. Sums are accumulated in double where it is cheap. */
 void kern_ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void kern_ref_softmax(float *x, int n);
 void kern_ref_silu_mul(float *h, const float *g, const float *u, int n);
-float kern_ref_dot_f32(const float *x, const float *y, int n);
-void kern_ref_axpy_f32(float *y, float a, const float *x, int n);
-void kern_ref_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale);
-void kern_ref_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n);
+double kern_ref_logsumexp(const float *x, int n);
+void kern_ref_attn_scores_f16(float *scores, const float *q, const pl_fp16 *k, size_t stride, int P, int D,
+                              float scale);
+void kern_ref_attn_values_f16(float *out, const float *w, const pl_fp16 *v, size_t stride, int P, int D);
 
 /* ISA installers: overwrite the entries they implement. Each exists only in
  * builds for its architecture (x86_avx2*.c compile to nothing elsewhere). */

@@ -70,15 +70,8 @@ void kern_rmsnorm(float *y, const float *x, const float *w, int n, float eps);
 void kern_softmax(float *x, int n);
 /* h[i] = silu(g[i]) * u[i] */
 void kern_silu_mul(float *h, const float *g, const float *u, int n);
-/* dot(x, y) over n floats. */
-float kern_dot_f32(const float *x, const float *y, int n);
-/* y += a * x over n floats. */
-void kern_axpy_f32(float *y, float a, const float *x, int n);
-/* out[r] = scale * dot(x, M + r*ldm) for r < n_rows, rows of n floats: the
- * attention scores of one query against n_rows cached keys. */
-void kern_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale);
-/* y[i] = sum_r w[r] * M[r*ldm + i] for i < n (y overwritten): the attention
- * output as the score-weighted sum of n_rows cached values. */
-void kern_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n);
+/* log(sum_i exp(x[i])) over n >= 1 floats, stable for any range (the max is
+ * taken out first): the normaliser of a log-softmax over a vocabulary. */
+double kern_logsumexp(const float *x, int n);
 
 #endif

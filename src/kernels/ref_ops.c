@@ -1,13 +1,13 @@
 /*
  * ref_ops: scalar references of the float kernels (norm, softmax, SwiGLU
- * gate, attention dots). They are the kernels of the "scalar" level and what
- * tests compare the SIMD versions with, so they favour clarity and accuracy
- * (double accumulators where a sum runs over a whole row) over speed.
+ * gate, log-sum-exp; the attention loops' references are in attn.c). They
+ * are the kernels of the "scalar" level and what tests compare the SIMD
+ * versions with, so they favour clarity and accuracy (double accumulators
+ * where a sum runs over a whole row) over speed.
  */
 #include "kern_impl.h"
 
 #include <math.h>
-#include <string.h>
 
 void kern_ref_rmsnorm(float *y, const float *x, const float *w, int n, float eps) {
     double ss = 0.0;
@@ -35,21 +35,10 @@ void kern_ref_silu_mul(float *h, const float *g, const float *u, int n) {
     for (int i = 0; i < n; i++) h[i] = g[i] / (1.0f + expf(-g[i])) * u[i];
 }
 
-float kern_ref_dot_f32(const float *x, const float *y, int n) {
-    double s = 0.0;
-    for (int i = 0; i < n; i++) s += (double)x[i] * y[i];
-    return (float)s;
-}
-
-void kern_ref_axpy_f32(float *y, float a, const float *x, int n) {
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
-}
-
-void kern_ref_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale) {
-    for (int r = 0; r < n_rows; r++) out[r] = scale * kern_ref_dot_f32(x, M + (size_t)r * ldm, n);
-}
-
-void kern_ref_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n) {
-    memset(y, 0, sizeof(float) * (size_t)(n > 0 ? n : 0));
-    for (int r = 0; r < n_rows; r++) kern_ref_axpy_f32(y, w[r], M + (size_t)r * ldm, n);
+double kern_ref_logsumexp(const float *x, int n) {
+    double mx = x[0];
+    for (int i = 1; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    double sum = 0.0;
+    for (int i = 0; i < n; i++) sum += exp((double)x[i] - mx);
+    return mx + log(sum);
 }

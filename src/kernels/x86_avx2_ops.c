@@ -1,7 +1,8 @@
 /*
- * x86_avx2_ops: AVX2 + FMA float kernels of the forward pass: RMSNorm,
- * softmax, the SwiGLU gate silu(g) * u, and the attention loops (a query's
- * dots with cached keys, the score-weighted sum of cached values).
+ * x86_avx2_ops: AVX2 + FMA + F16C float kernels of the forward pass: RMSNorm,
+ * softmax, the SwiGLU gate silu(g) * u, log-sum-exp, and the attention loops
+ * over the F16 KV cache (a query's dots with cached keys, the score-weighted
+ * sum of cached values).
  *
  * exp is a vectorised Cody-Waite reduction x = k ln2 + r with a degree-7
  * polynomial for e^r: relative error about 2e-7 over the whole float range,
@@ -119,90 +120,118 @@ static void a2_silu_mul(float *h, const float *g, const float *u, int n) {
     }
 }
 
-/* dot over n with a masked tail, as one 8-lane partial-sum vector. */
-static inline __m256 a2_dot_vec(const float *x, const float *y, int n) {
-    __m256 a0 = _mm256_setzero_ps(), a1 = a0;
+/* log-sum-exp: max pass, then sum of exp(x - max) in float vectors, folded
+ * into a double every 1024 elements so long rows keep float-level accuracy. */
+static double a2_logsumexp(const float *x, int n) {
+    __m256 mv = _mm256_set1_ps(-INFINITY);
     int i = 0;
-    for (; i + 16 <= n; i += 16) {
-        a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-        a1 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i + 8), _mm256_loadu_ps(y + i + 8), a1);
+    for (; i + 8 <= n; i += 8) mv = _mm256_max_ps(mv, _mm256_loadu_ps(x + i));
+    float mx = a2_hmax(mv);
+    for (; i < n; i++) mx = x[i] > mx ? x[i] : mx;
+    const __m256 m = _mm256_set1_ps(mx);
+    double sum = 0.0;
+    for (i = 0; i < n;) {
+        const int end = n - i > 1024 ? i + 1024 : n;
+        __m256 s0 = _mm256_setzero_ps(), s1 = s0;
+        for (; i + 16 <= end; i += 16) {
+            s0 = _mm256_add_ps(s0, a2_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i), m)));
+            s1 = _mm256_add_ps(s1, a2_exp(_mm256_sub_ps(_mm256_loadu_ps(x + i + 8), m)));
+        }
+        for (; i < end; i += 8) { /* the last chunk's tail, masked */
+            const __m256i mask = a2_tail_mask(end - i < 8 ? end - i : 8);
+            const __m256 e = a2_exp(_mm256_sub_ps(_mm256_maskload_ps(x + i, mask), m));
+            s0 = _mm256_add_ps(s0, _mm256_and_ps(e, _mm256_castsi256_ps(mask)));
+        }
+        i = end;
+        sum += a2_hsum(_mm256_add_ps(s0, s1));
     }
-    for (; i + 8 <= n; i += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i), a0);
-    if (i < n) {
-        const __m256i mask = a2_tail_mask(n - i);
-        a1 = _mm256_fmadd_ps(_mm256_maskload_ps(x + i, mask), _mm256_maskload_ps(y + i, mask), a1);
-    }
-    return _mm256_add_ps(a0, a1);
+    return (double)mx + log(sum);
 }
 
-static float a2_dot_f32(const float *x, const float *y, int n) { return a2_hsum(a2_dot_vec(x, y, n)); }
+static inline __m256 a2_load_h8(const pl_fp16 *p) { return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)p)); }
 
-static void a2_axpy_f32(float *y, float a, const float *x, int n) {
-    const __m256 av = _mm256_set1_ps(a);
-    int i = 0;
-    for (; i + 8 <= n; i += 8)
-        _mm256_storeu_ps(y + i, _mm256_fmadd_ps(av, _mm256_loadu_ps(x + i), _mm256_loadu_ps(y + i)));
-    if (i < n) {
-        const __m256i mask = a2_tail_mask(n - i);
-        _mm256_maskstore_ps(y + i, mask,
-                            _mm256_fmadd_ps(av, _mm256_maskload_ps(x + i, mask), _mm256_maskload_ps(y + i, mask)));
-    }
-}
-
-/* Four rows per step share the loads of x and one horizontal reduction. */
-static void a2_dot_rows_f32(float *out, const float *x, const float *M, size_t ldm, int n_rows, int n, float scale) {
-    int r = 0;
-    for (; r + 4 <= n_rows; r += 4) {
-        const float *m0 = M + (size_t)r * ldm;
+/* Scores of 4 keys per step: q is loaded once for the 4, and one hadd tree
+ * reduces the 4 partial-sum vectors together. */
+static void a2_attn_scores_f16(float *scores, const float *q, const pl_fp16 *k, size_t stride, int P, int D,
+                               float scale) {
+    const int D8 = D & ~7;
+    int p = 0;
+    for (; p + 4 <= P; p += 4) {
+        const pl_fp16 *k0 = k + (size_t)p * stride, *k1 = k0 + stride, *k2 = k1 + stride, *k3 = k2 + stride;
         __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        int i = 0;
-        for (; i + 8 <= n; i += 8) {
-            const __m256 xv = _mm256_loadu_ps(x + i);
-            a0 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(m0 + i), a0);
-            a1 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(m0 + ldm + i), a1);
-            a2 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(m0 + 2 * ldm + i), a2);
-            a3 = _mm256_fmadd_ps(xv, _mm256_loadu_ps(m0 + 3 * ldm + i), a3);
+        for (int d = 0; d < D8; d += 8) {
+            const __m256 qv = _mm256_loadu_ps(q + d);
+            a0 = _mm256_fmadd_ps(qv, a2_load_h8(k0 + d), a0);
+            a1 = _mm256_fmadd_ps(qv, a2_load_h8(k1 + d), a1);
+            a2 = _mm256_fmadd_ps(qv, a2_load_h8(k2 + d), a2);
+            a3 = _mm256_fmadd_ps(qv, a2_load_h8(k3 + d), a3);
         }
-        if (i < n) {
-            const __m256i mask = a2_tail_mask(n - i);
-            const __m256 xv = _mm256_maskload_ps(x + i, mask);
-            a0 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(m0 + i, mask), a0);
-            a1 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(m0 + ldm + i, mask), a1);
-            a2 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(m0 + 2 * ldm + i, mask), a2);
-            a3 = _mm256_fmadd_ps(xv, _mm256_maskload_ps(m0 + 3 * ldm + i, mask), a3);
-        }
-        /* hadd pairs: lanes end as (r0, r1, r2, r3) per 128-bit half */
         const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        _mm_storeu_ps(out + r, _mm_mul_ps(s, _mm_set1_ps(scale)));
+        __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+        if (D8 < D) {
+            float t[4] = {0, 0, 0, 0};
+            for (int d = D8; d < D; d++) {
+                t[0] += q[d] * a2_h2f(k0[d]);
+                t[1] += q[d] * a2_h2f(k1[d]);
+                t[2] += q[d] * a2_h2f(k2[d]);
+                t[3] += q[d] * a2_h2f(k3[d]);
+            }
+            s = _mm_add_ps(s, _mm_loadu_ps(t));
+        }
+        _mm_storeu_ps(scores + p, _mm_mul_ps(s, _mm_set1_ps(scale)));
     }
-    for (; r < n_rows; r++) out[r] = scale * a2_hsum(a2_dot_vec(x, M + (size_t)r * ldm, n));
+    for (; p < P; p++) {
+        const pl_fp16 *kr = k + (size_t)p * stride;
+        __m256 a0 = _mm256_setzero_ps();
+        for (int d = 0; d < D8; d += 8) a0 = _mm256_fmadd_ps(_mm256_loadu_ps(q + d), a2_load_h8(kr + d), a0);
+        float s = a2_hsum(a0);
+        for (int d = D8; d < D; d++) s += q[d] * a2_h2f(kr[d]);
+        scores[p] = s * scale;
+    }
 }
 
-/* y = sum_r w[r] M[r]: y is kept in registers 32 columns at a time. */
-static void a2_wsum_rows_f32(float *y, const float *w, const float *M, size_t ldm, int n_rows, int n) {
-    int i = 0;
-    for (; i + 32 <= n; i += 32) {
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
-        for (int r = 0; r < n_rows; r++) {
-            const float *m = M + (size_t)r * ldm + i;
-            const __m256 wv = _mm256_set1_ps(w[r]);
-            a0 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(m), a0);
-            a1 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(m + 8), a1);
-            a2 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(m + 16), a2);
-            a3 = _mm256_fmadd_ps(wv, _mm256_loadu_ps(m + 24), a3);
+/* out = sum_p w[p] v[p]: 32 columns in registers at a time, two positions
+ * per step into separate accumulators so the FMA chains overlap. */
+static void a2_attn_values_f16(float *out, const float *w, const pl_fp16 *v, size_t stride, int P, int D) {
+    int d = 0;
+    for (; d + 32 <= D; d += 32) {
+        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0, b0 = a0, b1 = a0, b2 = a0, b3 = a0;
+        int p = 0;
+        for (; p + 2 <= P; p += 2) {
+            const pl_fp16 *v0 = v + (size_t)p * stride + d, *v1 = v0 + stride;
+            const __m256 w0 = _mm256_set1_ps(w[p]), w1 = _mm256_set1_ps(w[p + 1]);
+            a0 = _mm256_fmadd_ps(w0, a2_load_h8(v0), a0);
+            a1 = _mm256_fmadd_ps(w0, a2_load_h8(v0 + 8), a1);
+            a2 = _mm256_fmadd_ps(w0, a2_load_h8(v0 + 16), a2);
+            a3 = _mm256_fmadd_ps(w0, a2_load_h8(v0 + 24), a3);
+            b0 = _mm256_fmadd_ps(w1, a2_load_h8(v1), b0);
+            b1 = _mm256_fmadd_ps(w1, a2_load_h8(v1 + 8), b1);
+            b2 = _mm256_fmadd_ps(w1, a2_load_h8(v1 + 16), b2);
+            b3 = _mm256_fmadd_ps(w1, a2_load_h8(v1 + 24), b3);
         }
-        _mm256_storeu_ps(y + i, a0);
-        _mm256_storeu_ps(y + i + 8, a1);
-        _mm256_storeu_ps(y + i + 16, a2);
-        _mm256_storeu_ps(y + i + 24, a3);
+        if (p < P) {
+            const pl_fp16 *v0 = v + (size_t)p * stride + d;
+            const __m256 w0 = _mm256_set1_ps(w[p]);
+            a0 = _mm256_fmadd_ps(w0, a2_load_h8(v0), a0);
+            a1 = _mm256_fmadd_ps(w0, a2_load_h8(v0 + 8), a1);
+            a2 = _mm256_fmadd_ps(w0, a2_load_h8(v0 + 16), a2);
+            a3 = _mm256_fmadd_ps(w0, a2_load_h8(v0 + 24), a3);
+        }
+        _mm256_storeu_ps(out + d, _mm256_add_ps(a0, b0));
+        _mm256_storeu_ps(out + d + 8, _mm256_add_ps(a1, b1));
+        _mm256_storeu_ps(out + d + 16, _mm256_add_ps(a2, b2));
+        _mm256_storeu_ps(out + d + 24, _mm256_add_ps(a3, b3));
     }
-    for (; i < n; i += 8) {
-        const __m256i mask = a2_tail_mask(n - i < 8 ? n - i : 8);
+    for (; d + 8 <= D; d += 8) {
         __m256 a0 = _mm256_setzero_ps();
-        for (int r = 0; r < n_rows; r++)
-            a0 = _mm256_fmadd_ps(_mm256_set1_ps(w[r]), _mm256_maskload_ps(M + (size_t)r * ldm + i, mask), a0);
-        _mm256_maskstore_ps(y + i, mask, a0);
+        for (int p = 0; p < P; p++)
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(w[p]), a2_load_h8(v + (size_t)p * stride + d), a0);
+        _mm256_storeu_ps(out + d, a0);
+    }
+    for (; d < D; d++) {
+        float a = 0.0f;
+        for (int p = 0; p < P; p++) a += w[p] * a2_h2f(v[(size_t)p * stride + d]);
+        out[d] = a;
     }
 }
 
@@ -210,10 +239,9 @@ void kern_avx2_install_ops(kern_ops *o) {
     o->rmsnorm = a2_rmsnorm;
     o->softmax = a2_softmax;
     o->silu_mul = a2_silu_mul;
-    o->dot_f32 = a2_dot_f32;
-    o->axpy_f32 = a2_axpy_f32;
-    o->dot_rows_f32 = a2_dot_rows_f32;
-    o->wsum_rows_f32 = a2_wsum_rows_f32;
+    o->logsumexp = a2_logsumexp;
+    o->attn_scores_f16 = a2_attn_scores_f16;
+    o->attn_values_f16 = a2_attn_values_f16;
 }
 
 #if defined(__clang__)
