@@ -328,7 +328,10 @@ static void test_kv_prefix_reuse(void) {
     REQUIRE(pl_ctx_new(f.model, &xp, &fresh) == PL_OK, "%s", pl_last_error());
     REQUIRE(pl_ctx_decode(fresh, f.chat->toks, r2.n_prompt) == PL_OK, "%s", pl_last_error());
     const double d = rel_diff(reused, pl_ctx_logits(fresh, -1), V);
-    CHECK(d < 1e-4, "reused-cache logits differ from a fresh evaluation by %g", d);
+    /* Bitwise equal with today's kernels; the bound leaves room for kernels
+     * whose sums depend on the batch size (then f16 cache rounding differs),
+     * while a misplaced or stale cache entry moves logits by far more. */
+    CHECK(d < 5e-3, "reused-cache logits differ from a fresh evaluation by %g", d);
     pl_ctx_free(fresh);
     free(reused);
     /* The same prompt again (a regenerate): everything but the last unit

@@ -121,6 +121,18 @@ test('errors come as OpenAI error objects with 4xx statuses', { skip }, async ()
     return true;
   });
   await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [user('hi')], n: 2 }), OpenAI.BadRequestError);
+  // More than the context holds, even after leaving out old turns.
+  const long = 'and it came to pass '.repeat(400);
+  await assert.rejects(client.chat.completions.create({ model: MODEL, messages: [user(long)], max_tokens: 4 }), (e) => {
+    assert.equal(e.status, 400);
+    assert.equal(e.code, 'context_length_exceeded');
+    return true;
+  });
+  await assert.rejects(client.completions.create({ model: MODEL, prompt: long, max_tokens: 4, stream: true }), (e) => {
+    assert.equal(e.code, 'context_length_exceeded');
+    return true;
+  });
+  assert.equal((await health(srv.url)).slots.busy, 0);
 });
 
 test('malformed, oversized and misrouted requests get JSON errors', { skip }, async () => {
