@@ -456,6 +456,8 @@ static void matmul_at_level(kern_level level) {
         check_matmul(&k_wtypes[i], g_pools[1], tr->blck == 1 ? 512 : 2 * 256, 133, 20, 1);
         /* rows longer than the tiled kernels' k-chunks (partial sums in Y) */
         check_matmul(&k_wtypes[i], g_pools[0], tr->blck == 1 ? 1037 : 17 * 256, 9, 5, 1);
+        /* large enough for kern_matmul to use both threads at T = 1 */
+        check_matmul(&k_wtypes[i], g_pools[1], tr->blck == 1 ? 1037 : 17 * 256, 301, 1, 0);
     }
 }
 

@@ -9,12 +9,21 @@
  *  - tiled (prompt processing): activations are packed once into the tiled
  *    kernel's layout and the kernel computes blocks of rows x tokens, so each
  *    weight block is unpacked once per tile and reused across tokens.
- * Rows are split between threads in contiguous ranges that start on tile
- * boundaries, so every thread gets the same number of tiles (+-1).
+ * Threads claim chunks of rows (whole tiles) from a shared counter, so a
+ * thread that runs slower (a busy core) simply takes fewer chunks; there are
+ * several chunks per thread. Products too small to repay a pool wake-up
+ * (below MATMUL_PARALLEL_MACS) run on the calling thread alone.
  */
 #include "kern_impl.h"
 
+#include <stdatomic.h>
 #include <string.h>
+
+enum {
+    MATMUL_PARALLEL_MACS = 1 << 20, /* n_in * n_out * T below this: one thread */
+    MATMUL_CHUNKS_PER_THREAD = 8,   /* row chunks per thread, for balance */
+    MATMUL_INLINE_CONVERT = 1 << 15 /* T * n_in below this: convert on the caller */
+};
 
 static const kern_gemm *matmul_gemm(const kern_ops *o, const kern_matrix *w, int T) {
     if (T < KERN_GEMM_MIN_T || w->type >= QT_COUNT || !o->gemm[w->type].rows) return NULL;
@@ -43,6 +52,8 @@ typedef struct matmul_job {
     const uint8_t *act; /* converted activations */
     size_t act_row;     /* bytes per converted row */
     uint8_t *scratch_w;
+    int64_t chunk_rows; /* rows per claimed chunk (a multiple of the tile) */
+    atomic_llong next;  /* next chunk to claim */
 } matmul_job;
 
 static void matmul_convert(void *arg, int ith, int nth) {
@@ -51,34 +62,48 @@ static void matmul_convert(void *arg, int ith, int nth) {
         j->convert(j->X + (size_t)t * j->ldx, j->scratch_w + (size_t)t * j->act_row, j->w->n_in);
 }
 
+/* Claims the next chunk of rows; false when none is left. */
+static bool matmul_claim(matmul_job *j, int64_t *r0, int64_t *r1) {
+    const int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
+    *r0 = c * j->chunk_rows;
+    if (*r0 >= j->w->n_out) return false;
+    *r1 = *r0 + j->chunk_rows < j->w->n_out ? *r0 + j->chunk_rows : j->w->n_out;
+    return true;
+}
+
 static void matmul_rows(void *arg, int ith, int nth) {
     matmul_job *j = arg;
-    const int64_t n_out = j->w->n_out;
-    const int64_t r0 = n_out * ith / nth, r1 = n_out * (ith + 1) / nth;
+    (void)ith, (void)nth;
     const size_t wrow = quant_row_size(j->w->type, j->w->n_in);
     const uint8_t *W = j->w->data;
-    for (int64_t r = r0; r < r1; r++) {
-        const uint8_t *wr = W + (size_t)r * wrow;
-        const float b = j->bias ? j->bias[r] : 0.0f;
-        for (int t = 0; t < j->T; t++) {
-            float s;
-            j->vec_dot((int)j->w->n_in, &s, wr, j->act + (size_t)t * j->act_row);
-            j->Y[(size_t)t * j->ldy + r] = s + b;
+    int64_t r0, r1;
+    while (matmul_claim(j, &r0, &r1)) {
+        for (int64_t r = r0; r < r1; r++) {
+            const uint8_t *wr = W + (size_t)r * wrow;
+            const float b = j->bias ? j->bias[r] : 0.0f;
+            for (int t = 0; t < j->T; t++) {
+                float s;
+                j->vec_dot((int)j->w->n_in, &s, wr, j->act + (size_t)t * j->act_row);
+                j->Y[(size_t)t * j->ldy + r] = s + b;
+            }
         }
     }
 }
 
 static void matmul_tiles(void *arg, int ith, int nth) {
     matmul_job *j = arg;
-    const int64_t tile = j->gemm->row_tile, n_tiles = (j->w->n_out + tile - 1) / tile;
-    const int64_t r0 = n_tiles * ith / nth * tile;
-    int64_t r1 = n_tiles * (ith + 1) / nth * tile;
-    if (r1 > j->w->n_out) r1 = j->w->n_out;
-    if (r0 >= r1) return;
+    (void)ith, (void)nth;
     const kern_gemm_job gj = {.w = j->w->data, .w_row = quant_row_size(j->w->type, j->w->n_in),
                               .n_in = j->w->n_in, .act = j->act, .act_row = j->act_row, .T = j->T,
                               .Y = j->Y, .ldy = j->ldy, .bias = j->bias};
-    j->gemm->rows(&gj, r0, r1);
+    int64_t r0, r1;
+    while (matmul_claim(j, &r0, &r1)) j->gemm->rows(&gj, r0, r1);
+}
+
+/* Runs fn on the pool, or on the calling thread alone when `alone`. */
+static void matmul_run(pl_pool *pool, bool alone, pl_pool_fn fn, matmul_job *j) {
+    if (alone) fn(j, 0, 1);
+    else pool_run(pool, fn, j);
 }
 
 void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, int T,
@@ -87,13 +112,23 @@ void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, i
     const quant_traits *tr = quant_get(w->type);
     matmul_job j = {.w = w, .vec_dot = o->vec_dot[w->type], .X = X, .ldx = ldx, .T = T,
                     .Y = Y, .ldy = ldy, .bias = bias, .scratch_w = scratch};
+    atomic_init(&j.next, 0);
     j.gemm = matmul_gemm(o, w, T);
+    const int nth = pool_size(pool);
+    const double macs = (double)w->n_in * (double)w->n_out * T;
+    const bool alone = nth == 1 || macs < MATMUL_PARALLEL_MACS;
+    const bool convert_alone = alone || T == 1 || (double)T * (double)w->n_in < MATMUL_INLINE_CONVERT;
+    /* chunks: whole tiles, about MATMUL_CHUNKS_PER_THREAD per thread */
+    const int64_t tile = j.gemm ? j.gemm->row_tile : 1;
+    const int64_t per = (w->n_out + (int64_t)nth * MATMUL_CHUNKS_PER_THREAD - 1) / ((int64_t)nth * MATMUL_CHUNKS_PER_THREAD);
+    j.chunk_rows = alone ? w->n_out : (per + tile - 1) / tile * tile;
+    if (j.chunk_rows < 1) j.chunk_rows = 1;
     if (j.gemm) {
         j.act_row = j.gemm->act_size(w->n_in);
         j.convert = j.gemm->act_pack;
-        pool_run(pool, matmul_convert, &j);
+        matmul_run(pool, convert_alone, matmul_convert, &j);
         j.act = scratch;
-        pool_run(pool, matmul_tiles, &j);
+        matmul_run(pool, alone, matmul_tiles, &j);
         return;
     }
     if (tr->vec_dot_type == QT_F32) {
@@ -103,8 +138,8 @@ void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, i
     } else {
         j.act_row = quant_row_size(tr->vec_dot_type, w->n_in);
         j.convert = o->from_float[tr->vec_dot_type];
-        pool_run(pool, matmul_convert, &j);
+        matmul_run(pool, convert_alone, matmul_convert, &j);
         j.act = scratch;
     }
-    pool_run(pool, matmul_rows, &j);
+    matmul_run(pool, alone, matmul_rows, &j);
 }
