@@ -41,6 +41,11 @@ _Static_assert(GR == 4 && GC == 2, "the tiles below are written out for 4 rows x
 
 /* ------------------------------------------------------------- tile i/o */
 
+/* Keeps a loaded vector in a register: without it the compiler folds the
+ * load into both tokens' instructions as a memory operand, loading it twice,
+ * and the tiles are bound by loads rather than arithmetic. */
+#define G_PIN(v) __asm__("" : "+x"(v))
+
 /* v[c*GR + r] -> one vector whose lane c*GR + r is the sum of v[c*GR + r]. */
 static inline __m256 g_reduce8(const __m256 v[8]) {
     const __m256 h0 = _mm256_hadd_ps(_mm256_hadd_ps(v[0], v[1]), _mm256_hadd_ps(v[2], v[3]));
@@ -425,7 +430,9 @@ static void k_act_pack(const float *x, void *dst, int64_t n_in) {
  * super-block's integer sums. */
 #define K_ROW(r, ia, ib)                                                                           \
     do {                                                                                           \
-        const __m256i w = a2_load(p->ch[b][c][r].q), sc = a2_load(p->ch[b][c][r].sc);                    \
+        const __m256i w = a2_load(p->ch[b][c][r].q);                                              \
+        __m256i sc = a2_load(p->ch[b][c][r].sc);                                                   \
+        G_PIN(sc);                                                                                 \
         ia = _mm256_add_epi32(ia, _mm256_madd_epi16(_mm256_maddubs_epi16(w, y0), sc));             \
         ib = _mm256_add_epi32(ib, _mm256_madd_epi16(_mm256_maddubs_epi16(w, y1), sc));             \
     } while (0)
@@ -577,7 +584,8 @@ static void f_act_pack_bf16(const float *x, void *dst, int64_t n_in) {
 
 #define F_ROW(r, sa, sb)                                                                           \
     do {                                                                                           \
-        const __m256 w = _mm256_loadu_ps(p->w[i][r]);                                              \
+        __m256 w = _mm256_loadu_ps(p->w[i][r]);                                                    \
+        G_PIN(w);                                                                                  \
         sa = _mm256_fmadd_ps(w, y0, sa);                                                           \
         sb = _mm256_fmadd_ps(w, y1, sb);                                                           \
     } while (0)
