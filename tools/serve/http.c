@@ -10,7 +10,7 @@
  *   GET|POST /v1/chats                stored chats: list, create
  *   GET|DELETE|PATCH /v1/chats/ID     one chat with its messages; delete; rename
  *   POST /v1/chats/ID/messages        add a user message and stream the reply
- * Bodies over max_body are 413 before they are read; with an API key every
+ * Bodies over max_body are 413 (and not kept); with an API key every
  * /v1 route and /completion needs "Authorization: Bearer KEY". Request bodies
  * must be application/json (other web pages cannot send that without a CORS
  * preflight, which is never granted), and on a loopback address the Host
@@ -53,7 +53,8 @@ struct serve_http {
 typedef struct http_req {
     char *body;
     size_t n, cap;
-    int too_large;
+    int reject;        /* HTTP status the request gets instead of being routed, 0 = none */
+    uint64_t discarded; /* body bytes thrown away after a rejection */
 } http_req;
 
 /* ------------------------------------------------------------- responses */
@@ -777,6 +778,12 @@ static int http_is_json(struct MHD_Connection *c) {
     return !strncasecmp(t, "application/json", 16) && (t[16] == 0 || t[16] == ';' || t[16] == ' ');
 }
 
+/* A request refused before its body is read is still answered after the
+ * body: a client that is busy sending cannot read an early answer (it gets a
+ * reset instead). The discarded body is capped; past the cap the connection
+ * is closed. */
+#define HTTP_DISCARD_CAP (64ull << 20)
+
 static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                                        const char *version, const char *upload, size_t *upload_size, void **con_cls) {
     (void)version;
@@ -785,52 +792,51 @@ static enum MHD_Result http_on_request(void *cls, struct MHD_Connection *c, cons
     if (!r) {
         if (!(r = calloc(1, sizeof *r))) return MHD_NO;
         *con_cls = r;
-        if (h->loopback && !http_host_ok(c)) {
-            r->too_large = 1; /* reject: the body is not read */
-            return http_errorf(c, 403, "invalid_request_error", "bad_host",
-                               "the Host header must name this machine (127.0.0.1, localhost or [::1])");
-        }
-        if ((!strcmp(method, "POST") || !strcmp(method, "PATCH")) && !http_is_json(c)) {
-            r->too_large = 1;
-            return http_errorf(c, 415, "invalid_request_error", "unsupported_media_type",
-                               "request bodies must be sent as Content-Type: application/json");
-        }
         const char *cl = MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Content-Length");
-        if (cl && strtoull(cl, NULL, 10) > h->max_body) {
-            r->too_large = 1; /* answered now: MHD then skips the body and closes */
-            return http_errorf(c, 413, "invalid_request_error", "request_too_large",
-                               "the request body is larger than %zu bytes", h->max_body);
-        }
+        if (h->loopback && !http_host_ok(c)) r->reject = 403;
+        else if ((!strcmp(method, "POST") || !strcmp(method, "PATCH")) && !http_is_json(c)) r->reject = 415;
+        else if (cl && strtoull(cl, NULL, 10) > h->max_body) r->reject = 413;
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!r->too_large) {
-            if (r->n + *upload_size > h->max_body) {
-                r->too_large = 1;
-                free(r->body);
-                r->body = NULL;
-                r->n = r->cap = 0;
-            } else {
-                if (r->n + *upload_size + 1 > r->cap) {
-                    size_t cap = r->cap ? r->cap : 4096;
-                    while (cap < r->n + *upload_size + 1) cap *= 2;
-                    char *nb = realloc(r->body, cap);
-                    if (!nb) return MHD_NO;
-                    r->body = nb;
-                    r->cap = cap;
-                }
-                memcpy(r->body + r->n, upload, *upload_size);
-                r->n += *upload_size;
-                r->body[r->n] = 0;
+        if (!r->reject && r->n + *upload_size > h->max_body) {
+            r->reject = 413;
+            free(r->body);
+            r->body = NULL;
+            r->n = r->cap = 0;
+        }
+        if (r->reject) {
+            r->discarded += *upload_size;
+            if (r->discarded > HTTP_DISCARD_CAP) return MHD_NO;
+        } else {
+            if (r->n + *upload_size + 1 > r->cap) {
+                size_t cap = r->cap ? r->cap : 4096;
+                while (cap < r->n + *upload_size + 1) cap *= 2;
+                char *nb = realloc(r->body, cap);
+                if (!nb) return MHD_NO;
+                r->body = nb;
+                r->cap = cap;
             }
+            memcpy(r->body + r->n, upload, *upload_size);
+            r->n += *upload_size;
+            r->body[r->n] = 0;
         }
         *upload_size = 0;
         return MHD_YES;
     }
-    if (r->too_large)
+    switch (r->reject) {
+    case 403:
+        return http_errorf(c, 403, "invalid_request_error", "bad_host",
+                           "the Host header must name this machine (127.0.0.1, localhost or [::1])");
+    case 415:
+        return http_errorf(c, 415, "invalid_request_error", "unsupported_media_type",
+                           "request bodies must be sent as Content-Type: application/json");
+    case 413:
         return http_errorf(c, 413, "invalid_request_error", "request_too_large",
                            "the request body is larger than %zu bytes", h->max_body);
-    return http_route(h, c, url, method, r);
+    default:
+        return http_route(h, c, url, method, r);
+    }
 }
 
 static void http_on_completed(void *cls, struct MHD_Connection *c, void **con_cls, enum MHD_RequestTerminationCode t) {
