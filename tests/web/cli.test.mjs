@@ -37,7 +37,7 @@ function startChat(args) {
 
 test('chat: replies, /save, /reset, /load with the KV cache, /quit', { skip, timeout: 120000 }, async (t) => {
   const file = join(tempDir(t), 'conv.plchat');
-  const c = startChat(['-n', '12', '-s', 'Answer briefly.']);
+  const c = startChat(['-n', '12', '--ignore-eos', '-s', 'Answer briefly.']);
   await c.expect(/> $/);
   c.send('Who was Noah?');
   await c.expect(/\S[^]*\n> $/); // a reply, then the prompt again

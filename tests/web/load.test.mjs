@@ -26,7 +26,7 @@ test(`${CLIENTS} streaming clients x ${REQUESTS} requests: all complete, memory 
         for (let i = 0; i < REQUESTS; i++) {
           const res = await postJSON(srv.url, '/v1/chat/completions', {
             messages: [{ role: 'user', content: `Client ${c} asks question ${i}: once upon a time?` }],
-            max_tokens: 16, stream: true, stream_options: { include_usage: true },
+            max_tokens: 16, ignore_eos: true, stream: true, stream_options: { include_usage: true },
           });
           assert.equal(res.status, 200, `client ${c} request ${i}`);
           const { events, done } = await readSSE(res);

@@ -54,7 +54,7 @@ test('chat completion, not streamed: OpenAI shape and usage', { skip }, async ()
 
 test('chat completion, streamed: role, content chunks, finish reason, usage', { skip }, async () => {
   const stream = await client.chat.completions.create({
-    model: MODEL, messages: [user('Tell of the flood.')], max_tokens: 24, temperature: 0,
+    model: MODEL, messages: [user('Tell of the flood.')], max_tokens: 24, temperature: 0, ignore_eos: true,
     stream: true, stream_options: { include_usage: true },
   });
   let text = '', contentChunks = 0, finish = null, usage = null, first = null;
