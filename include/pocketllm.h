@@ -213,9 +213,10 @@ typedef struct pl_chat_msg {
     const char *content; /* UTF-8 */
 } pl_chat_msg;
 
-/* Built-in templates: the i-th name ("chatml", "llama2", "llama2-sys",
- * "llama2-sys-bos", "llama2-sys-strip", "llama3", "zephyr", "phi3", "vicuna",
- * "vicuna-orca", "generic"), NULL past the end. */
+/* Built-in templates, in the order detection tries them: the i-th name
+ * ("chatml", "llama2-sys-strip", "llama2-sys-bos", "llama2-sys", "llama2",
+ * "phi3", "zephyr", "vicuna-orca", "vicuna", "llama3", "generic"), NULL past
+ * the end. */
 const char *pl_chat_template_name(int i);
 /* The built-in template a Jinja chat template (tokenizer.chat_template)
  * corresponds to, by the markers it contains; NULL when none does. */
