@@ -18,6 +18,7 @@ int cmd_serve(int argc, char **argv);
 int cmd_quantize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_train_tokenizer(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
 
 /* Print "pocketllm: <what>: <pl_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *what);
