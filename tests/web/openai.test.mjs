@@ -5,15 +5,16 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import OpenAI from 'openai';
 import { request } from 'node:http';
+import { rmSync } from 'node:fs';
 import { startServer, tempDir, haveModel, until, health, readSSE, postJSON } from './helpers.mjs';
 
 const MODEL = 'kjv-llama-q8_0';
 const skip = haveModel(MODEL + '.gguf') ? false : `../shared/models/${MODEL}.gguf not found`;
-let srv, client;
+let srv, client, dir;
 
 before(async () => {
   if (skip) return;
-  const dir = tempDir();
+  dir = tempDir();
   srv = await startServer({ db: dir + '/chats.db', args: ['-c', '1024', '--parallel', '1'] });
   client = new OpenAI({ baseURL: srv.url + '/v1', apiKey: 'unused', maxRetries: 0, timeout: 120000 });
 });
@@ -23,6 +24,7 @@ after(async () => {
     const x = await srv.stop();
     assert.equal(x.code, 0, 'server exit: ' + srv.stderr());
   }
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 const user = (content) => ({ role: 'user', content });
