@@ -190,6 +190,20 @@ static void check_dot(const wtype *w, int64_t n, int random_bytes) {
     kern_vec_dot(w->type)((int)n, &got, x, y);
     CHECK(fabs((double)got - ref) <= TOL_REL * mag + 1e-30, "%s level %s n=%lld %s: got %.9g ref %.9g (mag %g)",
           tr->name, kern_level_name(), (long long)n, random_bytes ? "random bytes" : "quantized", got, ref, mag);
+    /* the 4-row form, on 4 copies of x at a stride with other rows between */
+    const kern_vec_dot4_fn dot4 = kern_ops_get()->vec_dot4[w->type];
+    if (dot4) {
+        const size_t rb = quant_row_size(w->type, n), bx = 2 * rb + 4;
+        uint8_t *x4 = malloc(4 * bx);
+        memset(x4, 0x5A, 4 * bx);
+        for (int r = 0; r < 4; r++) memcpy(x4 + r * bx, x, rb);
+        float s4[4];
+        dot4((int)n, s4, x4, bx, y);
+        for (int r = 0; r < 4; r++)
+            CHECK(fabs((double)s4[r] - ref) <= TOL_REL * mag + 1e-30, "%s vec_dot4 level %s n=%lld row %d: %.9g vs %.9g",
+                  tr->name, kern_level_name(), (long long)n, r, s4[r], ref);
+        free(x4);
+    }
     free(x);
     free(y);
     free(yf);

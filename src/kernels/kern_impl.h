@@ -45,9 +45,14 @@ typedef struct kern_gemm {
 
 /* ---------------------------------------------------------- dispatch table */
 
+/* s[r] = dot(row r, y) for the 4 weight rows x, x + bx, x + 2 bx, x + 3 bx:
+ * vec_dot for 4 rows at once (same results up to float rounding order). */
+typedef void (*kern_vec_dot4_fn)(int n, float *s, const void *x, size_t bx, const void *y);
+
 typedef struct kern_ops {
     kern_level level;
     quant_vec_dot_fn vec_dot[QT_COUNT];
+    kern_vec_dot4_fn vec_dot4[QT_COUNT]; /* NULL: rows go one at a time */
     quant_from_float_fn from_float[QT_COUNT];
     kern_gemm gemm[QT_COUNT]; /* .rows == NULL: no tiled path for the type */
     void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
