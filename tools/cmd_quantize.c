@@ -22,8 +22,10 @@ static void qz_usage(FILE *fp) {
             "  -t, --threads N       worker threads (default: all CPUs)\n"
             "      --pure            TYPE for every quantizable tensor (no mixture, output too)\n"
             "      --allow-requantize  accept an already quantized input (quality suffers)\n"
-            "      --reference       reference quantizers: the bytes llama-quantize writes,\n"
-            "                        instead of the (slower, more accurate) scale search\n"
+            "      --reference       reference quantizers everywhere: the exact bytes\n"
+            "                        llama-quantize writes (default: the scale search for\n"
+            "                        the K-quants, where it measured better)\n"
+            "      --search          the scale search for every type that has one\n"
             "  -q, --quiet           no progress\n"
             "types:\n");
     for (int i = 0; quant_recipe_at(i); i++) {
@@ -76,7 +78,8 @@ int cmd_quantize(int argc, char **argv) {
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) { p.n_threads = atoi(v); i++; }
         else if (!strcmp(a, "--pure")) p.pure = true;
         else if (!strcmp(a, "--allow-requantize")) p.allow_requantize = true;
-        else if (!strcmp(a, "--reference")) p.reference = true;
+        else if (!strcmp(a, "--reference")) p.method = QM_REFERENCE;
+        else if (!strcmp(a, "--search")) p.method = QM_SEARCH;
         else if (!strcmp(a, "-q") || !strcmp(a, "--quiet")) quiet = 1;
         else if (a[0] != '-' && n_pos < 3) pos[n_pos++] = a;
         else {

@@ -105,6 +105,11 @@ static void qm_work(void *arg, int ith, int nth) {
     }
 }
 
+static bool qm_use_search(quant_method method, quant_type to) {
+    if (!quant_search_supported(to)) return false;
+    return method == QM_SEARCH || (method == QM_AUTO && quant_search_preferred(to));
+}
+
 /* Give the kernel back the mapped input pages of a finished tensor: they
  * were only read, so dropping them loses nothing (a later touch refaults
  * them from the page cache), and the resident set stays near one tensor. */
@@ -263,7 +268,7 @@ pl_status quant_model_file(const char *in_path, const char *out_path, const quan
             qm_job job = {.in = t->data, .out = outbuf, .tin = quant_get(t->type), .tout = quant_get(to), .to = to,
                           .ne0 = t->ne[0], .nrows = t->ne[1] * t->ne[2] * t->ne[3],
                           .in_row = quant_row_size(t->type, t->ne[0]), .out_row = quant_row_size(to, t->ne[0]),
-                          .search = !params->reference && quant_search_supported(to), .scratch = scratch,
+                          .search = qm_use_search(params->method, to), .scratch = scratch,
                           .scratch_floats = scratch_floats};
             pool_run(pool, qm_work, &job);
             data = outbuf;

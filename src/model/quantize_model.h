@@ -36,12 +36,19 @@ typedef struct quant_progress {
 /* Return nonzero to stop: quant_model_file then fails with PL_ERR_CANCELLED. */
 typedef int (*quant_progress_fn)(void *user, const quant_progress *p);
 
+/* Which quantizer writes the blocks. */
+typedef enum quant_method {
+    QM_AUTO,      /* per type, the one that measured better (quant_search_preferred) */
+    QM_REFERENCE, /* reference quantizers: llama-quantize's exact bytes */
+    QM_SEARCH,    /* scale search (quant_search.h) wherever the type has one */
+} quant_method;
+
 typedef struct quant_model_params {
     const quant_recipe *recipe; /* required: quant_recipe_find("Q4_K_M") etc. */
     int n_threads;              /* 0 = all online CPUs */
     bool pure;                  /* base type for every quantizable tensor (no mixture, output too) */
     bool allow_requantize;      /* accept already-quantized input tensors (quality suffers) */
-    bool reference;             /* reference quantizers: llama-quantize's exact bytes, no scale search */
+    quant_method method;
     quant_progress_fn progress; /* may be NULL */
     void *progress_user;
 } quant_model_params;

@@ -7,10 +7,12 @@
  *
  * Error weights: element i of a row gets imp[i] * sqrt(s2 + x_i^2) with s2
  * the row's mean square (imp NULL: 1): large weights matter more, none counts
- * for nothing (llama.cpp's weighting on its importance-matrix path). Each
- * block is compared, as it decodes, with the reference quantizer's block and
- * the one with the lower weighted error is written, so the result is never
- * worse than the reference under this measure.
+ * for nothing (llama.cpp's weighting on its importance-matrix path). Scales
+ * are fitted without shrinkage (the error is kept uncorrelated with the
+ * values; see qs_scale). Each block is compared, as it decodes, with the
+ * reference quantizer's block and the one with the lower weighted error is
+ * written, so the result is never worse than the reference under this
+ * measure.
  */
 #ifndef PL_QUANT_SEARCH_H
 #define PL_QUANT_SEARCH_H
@@ -22,6 +24,10 @@
 /* Whether quant_search_rows handles `type` (every quantized storage type;
  * not the float types nor the activation types Q8_1/Q8_K). */
 bool quant_search_supported(uint32_t type);
+
+/* Whether the search is the better default for `type` than the reference
+ * quantizer (measured by perplexity; see the table in quant_search.c). */
+bool quant_search_preferred(uint32_t type);
 
 /* Quantize nrows rows of n_per_row floats (a multiple of the type's block)
  * into y, rows contiguous. imp: n_per_row non-negative column importances, or

@@ -10,8 +10,8 @@
  * Steps: fit every sub-block in float; set d (dmin) from the largest; then,
  * for a few rounds, give each sub-block the best of the integer scales (and
  * mins) next to its current ones, re-rounding its levels, and refit d (dmin)
- * by least squares over the whole super-block, keeping a round only when it
- * lowers the error. The type's function then packs the result.
+ * over the whole super-block (without shrinkage, as qs_scale), keeping a
+ * round only when it lowers the weighted error. The type's function then packs the result.
  */
 #include "quant_search_impl.h"
 
@@ -77,25 +77,28 @@ static float qs_k_neighbours(const qs_kspec *k, const float *x, const float *w, 
     return total;
 }
 
-/* Least squares for d (and dmin >= 0) given integer scales, mins and levels:
- * x ~ d*a - dmin*b with a = sc*q, b = m. Returns 0 when degenerate. */
+/* d (and dmin >= 0) given integer scales, mins and levels, x ~ d*a - dmin*b
+ * with a = sc*q, b = m, without shrinkage (see qs_scale in quant_search.c):
+ * the error is uncorrelated with x and, for the affine types, has zero mean.
+ * Returns 0 when degenerate. */
 static int qs_k_refit(const qs_kspec *k, const float *x, const float *w, const qs_kfit *f, float *d, float *dmin) {
-    double saa = 0, sab = 0, sbb = 0, sax = 0, sbx = 0;
+    double sxa = 0, sxb = 0, sxx = 0, sa = 0, sb = 0, sx = 0;
     for (int i = 0; i < QK_K; i++) {
         const int j = i / k->sub;
         const double a = (double)f->sc[j] * f->L[i], b = k->mhi ? (double)f->m[j] : 0.0;
-        saa += w[i] * a * a;
-        sab += w[i] * a * b;
-        sbb += w[i] * b * b;
-        sax += w[i] * a * x[i];
-        sbx += w[i] * b * x[i];
+        sxa += w[i] * x[i] * a;
+        sxb += w[i] * x[i] * b;
+        sxx += w[i] * (double)x[i] * x[i];
+        sa += w[i] * a;
+        sb += w[i] * b;
+        sx += w[i] * x[i];
     }
-    if (!(saa > 0)) return 0;
-    double u = sax / saa, v = 0;
-    if (k->mhi && sbb > 0) {
-        const double det = sab * sab - saa * sbb; /* of [[saa, -sab], [sab, -sbb]] */
+    if (sxa == 0) return 0;
+    double u = sxx / sxa, v = 0;
+    if (k->mhi && sb > 0) { /* sxa u - sxb v = sxx, sa u - sb v = sx */
+        const double det = sxb * sa - sxa * sb;
         if (det != 0) {
-            const double uu = (sab * sbx - sax * sbb) / det, vv = (saa * sbx - sab * sax) / det;
+            const double uu = (sxb * sx - sxx * sb) / det, vv = (sxa * sx - sa * sxx) / det;
             if (vv >= 0) {
                 u = uu;
                 v = vv;
