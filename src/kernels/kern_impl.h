@@ -31,17 +31,16 @@ typedef struct kern_gemm_job {
     const float *bias;
 } kern_gemm_job;
 
-/* A tiled matmul for one weight type, used when T >= KERN_GEMM_MIN_T. Its
- * results equal the type's vec_dot up to float rounding order. */
+/* A tiled matmul for one weight type, used when T >= min_T (the fewest
+ * tokens for which it beats row dots, packing included). Its results equal
+ * the type's vec_dot up to float rounding order. */
 typedef struct kern_gemm {
     size_t (*act_size)(int64_t n_in);                        /* bytes per packed row */
     void (*act_pack)(const float *x, void *dst, int64_t n_in);
     void (*rows)(const kern_gemm_job *j, int64_t r0, int64_t r1);
     int row_tile; /* rows per tile: thread ranges start at multiples of it */
+    int min_T;
 } kern_gemm;
-
-/* Fewest tokens for which the tiled path pays for its packing. */
-#define KERN_GEMM_MIN_T 4
 
 /* ---------------------------------------------------------- dispatch table */
 

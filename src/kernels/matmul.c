@@ -2,7 +2,7 @@
  * Matrix times a batch of activation rows, threaded over weight rows.
  *
  * Two paths, same results up to float rounding order:
- *  - row dots (T < KERN_GEMM_MIN_T, or no tiled kernel for the type): each
+ *  - row dots (few tokens, or no tiled kernel for the type): each
  *    activation row is converted once to the weight type's vec_dot_type
  *    (ggml's scheme), then every weight row is dotted with all T rows while it
  *    is hot in cache, with the dispatched vec_dot (four rows per call where
@@ -32,7 +32,7 @@ enum {
 };
 
 static const kern_gemm *matmul_gemm(const kern_ops *o, const kern_matrix *w, int T) {
-    if (T < KERN_GEMM_MIN_T || w->type >= QT_COUNT || !o->gemm[w->type].rows) return NULL;
+    if (w->type >= QT_COUNT || !o->gemm[w->type].rows || T < o->gemm[w->type].min_T) return NULL;
     return &o->gemm[w->type];
 }
 

@@ -1,5 +1,6 @@
 /*
- * x86_avx2_gemm: the AVX2 tiled matmul used for prompt batches (T >= 4).
+ * x86_avx2_gemm: the AVX2 tiled matmul used for prompt batches (T >= 2..6,
+ * per family: where it measured faster than row dots).
  *
  * For each group of GR = 4 weight rows, a k-chunk of the rows is unpacked
  * once into a panel (levels as bytes, scales as floats or int16 vectors,
@@ -37,6 +38,11 @@
 #define B32_KC 2048   /* elements per panel chunk, b32 family */
 #define K_KC 1024     /* elements per panel chunk, K family */
 #define F_KC 512      /* elements per panel chunk, float family */
+/* Fewest tokens for which each family beat the row dots (n_in 256, 768 rows):
+ * b32 tiles from 2, float from 4, K from 6 (their row dots are the fastest). */
+#define B32_MIN_T 2
+#define F_MIN_T 4
+#define K_MIN_T 6
 _Static_assert(GR == 4 && GC == 2, "the tiles below are written out for 4 rows x 2 tokens");
 
 /* ------------------------------------------------------------- tile i/o */
@@ -634,19 +640,19 @@ void kern_avx2_install_gemm(kern_ops *o) {
         quant_type type;
         kern_gemm g;
     } k_table[] = {
-        {QT_Q4_0, {b32_act_size, b32_act_pack, b32_rows_q4_0, GR}},
-        {QT_Q4_1, {b32_act_size, b32_act_pack, b32_rows_q4_1, GR}},
-        {QT_Q5_0, {b32_act_size, b32_act_pack, b32_rows_q5_0, GR}},
-        {QT_Q5_1, {b32_act_size, b32_act_pack, b32_rows_q5_1, GR}},
-        {QT_Q8_0, {b32_act_size, b32_act_pack, b32_rows_q8_0, GR}},
-        {QT_Q2_K, {k_act_size, k_act_pack, k_rows_q2_K, GR}},
-        {QT_Q3_K, {k_act_size, k_act_pack, k_rows_q3_K, GR}},
-        {QT_Q4_K, {k_act_size, k_act_pack, k_rows_q4_K, GR}},
-        {QT_Q5_K, {k_act_size, k_act_pack, k_rows_q5_K, GR}},
-        {QT_Q6_K, {k_act_size, k_act_pack, k_rows_q6_K, GR}},
-        {QT_F32, {f_act_size, f_act_pack_f32, f_rows_f32, GR}},
-        {QT_F16, {f_act_size, f_act_pack_f16, f_rows_f16, GR}},
-        {QT_BF16, {f_act_size, f_act_pack_bf16, f_rows_bf16, GR}},
+        {QT_Q4_0, {b32_act_size, b32_act_pack, b32_rows_q4_0, GR, B32_MIN_T}},
+        {QT_Q4_1, {b32_act_size, b32_act_pack, b32_rows_q4_1, GR, B32_MIN_T}},
+        {QT_Q5_0, {b32_act_size, b32_act_pack, b32_rows_q5_0, GR, B32_MIN_T}},
+        {QT_Q5_1, {b32_act_size, b32_act_pack, b32_rows_q5_1, GR, B32_MIN_T}},
+        {QT_Q8_0, {b32_act_size, b32_act_pack, b32_rows_q8_0, GR, B32_MIN_T}},
+        {QT_Q2_K, {k_act_size, k_act_pack, k_rows_q2_K, GR, K_MIN_T}},
+        {QT_Q3_K, {k_act_size, k_act_pack, k_rows_q3_K, GR, K_MIN_T}},
+        {QT_Q4_K, {k_act_size, k_act_pack, k_rows_q4_K, GR, K_MIN_T}},
+        {QT_Q5_K, {k_act_size, k_act_pack, k_rows_q5_K, GR, K_MIN_T}},
+        {QT_Q6_K, {k_act_size, k_act_pack, k_rows_q6_K, GR, K_MIN_T}},
+        {QT_F32, {f_act_size, f_act_pack_f32, f_rows_f32, GR, F_MIN_T}},
+        {QT_F16, {f_act_size, f_act_pack_f16, f_rows_f16, GR, F_MIN_T}},
+        {QT_BF16, {f_act_size, f_act_pack_bf16, f_rows_bf16, GR, F_MIN_T}},
     };
     for (size_t i = 0; i < sizeof k_table / sizeof k_table[0]; i++) o->gemm[k_table[i].type] = k_table[i].g;
 }
