@@ -8,6 +8,9 @@
 # WERROR=1 turns warnings into errors (CI does this).
 
 CC      ?= cc
+ifeq ($(GPU),cuda)
+B       ?= build-cuda
+endif
 B       ?= build
 OPT     ?= -O2
 CFLAGS_BASE = -std=c11 -g $(OPT) -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
@@ -24,7 +27,19 @@ TOOL_SRC  := $(sort $(wildcard tools/*.c))
 TEST_SRC  := $(sort $(wildcard tests/test_*.c))
 BENCH_SRC := $(sort $(wildcard bench/*.c))
 
-LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o)
+# GPU=cuda adds the CUDA backend: src/gpu/*.cu compiled by nvcc for CUDA_ARCH
+# (Hopper by default) into the library, linked with the static CUDA runtime,
+# all in build-cuda/. Without it src/gpu/gpu_none.c stands in: no CUDA needed.
+NVCC      ?= nvcc
+CUDA_HOME ?= $(patsubst %/bin/nvcc,%,$(shell command -v $(NVCC) 2>/dev/null))
+CUDA_ARCH ?= -gencode=arch=compute_90,code=sm_90
+ifeq ($(GPU),cuda)
+LIB_SRC := $(filter-out src/gpu/gpu_none.c,$(LIB_SRC))
+CU_SRC  := $(sort $(wildcard src/gpu/*.cu))
+LDLIBS  += -L$(CUDA_HOME)/lib64 -lcudart_static -ldl -lrt -lstdc++
+endif
+
+LIB_OBJ   := $(LIB_SRC:%.c=$(B)/obj/%.o) $(CU_SRC:%.cu=$(B)/obj/%.o)
 TOOL_OBJ  := $(TOOL_SRC:%.c=$(B)/obj/%.o)
 TEST_BIN  := $(TEST_SRC:tests/%.c=$(B)/tests/%)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(B)/bench/%)
@@ -48,6 +63,10 @@ all: $(LIB) $(CLI) $(TEST_BIN) $(BENCH_BIN)
 $(B)/obj/%.o: %.c
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -MMD -MP -c $< -o $@
+
+$(B)/obj/%.o: %.cu $(wildcard src/gpu/*.cuh src/gpu/*.h)
+	@mkdir -p $(dir $@)
+	$(NVCC) -std=c++17 -O3 $(CUDA_ARCH) -Iinclude -Xcompiler -Wall,-Wextra -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
 	@mkdir -p $(dir $@)

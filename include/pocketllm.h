@@ -102,7 +102,14 @@ typedef struct pl_ctx_params {
     int n_batch;    /* max tokens evaluated per internal step; 0 = 512 */
     int n_threads;  /* 0 = number of online CPUs */
     int logits_all; /* keep logits for every evaluated position, not only the last */
+    /* GPU offload (src/gpu); zero = everything on the CPU */
+    int device;       /* pl_device: PL_DEVICE_CUDA needs a build made with `make GPU=cuda` */
+    int n_gpu_layers; /* CUDA: 0 = every layer (refused with PL_ERR_BUDGET when they do not fit), N = the
+                       * first N layers (the rest on the CPU), -1 = as many as fit */
 } pl_ctx_params;
+
+/* Where a context runs (pl_ctx_params.device). */
+typedef enum pl_device { PL_DEVICE_CPU = 0, PL_DEVICE_CUDA = 1 } pl_device;
 
 pl_ctx_params pl_ctx_default_params(void);
 pl_status pl_ctx_new(pl_model *model, const pl_ctx_params *params, pl_ctx **out);

@@ -22,6 +22,8 @@ static void run_usage(FILE *fp) {
             "  -n, --n-predict N      tokens to generate (default 128; -1 = until context is full)\n"
             "  -c, --ctx N            context size in tokens (default: model's, at most 4096)\n"
             "  -t, --threads N        threads (default: all cores)\n"
+            "      --gpu              run on the CUDA GPU (a build made with make GPU=cuda)\n"
+            "  -ngl, --gpu-layers N   only the first N layers on the GPU (implies --gpu; -1 = as many as fit)\n"
             "      --temp T           temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K          (default 40)   --top-p P (default 0.95)   --min-p P (default 0.05)\n"
             "      --repeat-penalty R (default 1.0 = off)  --repeat-last-n N (default 64)\n"
@@ -104,6 +106,8 @@ int cmd_run(int argc, char **argv) {
         else if (ARG("-n", "--n-predict")) cp.n_predict = atoi(v);
         else if (ARG("-c", "--ctx")) xp.n_ctx = atoi(v);
         else if (ARG("-t", "--threads")) xp.n_threads = atoi(v);
+        else if (!strcmp(a, "--gpu")) xp.device = PL_DEVICE_CUDA;
+        else if (ARG("-ngl", "--gpu-layers")) xp.device = PL_DEVICE_CUDA, xp.n_gpu_layers = atoi(v);
         else if (ARG("--temp", "--temp")) cp.sampling.temp = (float)atof(v);
         else if (ARG("--top-k", "--top-k")) cp.sampling.top_k = atoi(v);
         else if (ARG("--top-p", "--top-p")) cp.sampling.top_p = (float)atof(v);

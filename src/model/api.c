@@ -6,6 +6,8 @@
  */
 #include "model.h"
 
+#include "../gpu/gpu.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -166,12 +168,17 @@ pl_status pl_ctx_new(pl_model *m, const pl_ctx_params *params, pl_ctx **out) {
             c->rope_cos[(size_t)pos * half + i] = (float)cos(theta);
             c->rope_sin[(size_t)pos * half + i] = (float)sin(theta);
         }
+    if (p.device != PL_DEVICE_CPU && (st = gpu_ctx_new(c, p.device, p.n_gpu_layers))) {
+        pl_ctx_free(c);
+        return st;
+    }
     *out = c;
     return PL_OK;
 }
 
 void pl_ctx_free(pl_ctx *c) {
     if (!c) return;
+    gpu_ctx_free(c);
     pool_free(c->pool);
     free(c->k_cache);
     free(c->v_cache);

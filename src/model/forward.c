@@ -8,6 +8,8 @@
  */
 #include "model.h"
 
+#include "../gpu/gpu.h"
+
 #include <math.h>
 #include <string.h>
 
@@ -104,21 +106,28 @@ static void layer_forward(pl_ctx *ctx, int il, int T, int pos0) {
 
 /* One step of T <= n_batch tokens. Logits rows are written for the tokens
  * [first_logit, T) into ctx->logits starting at row `logit_row`. */
-static void forward_step(pl_ctx *ctx, const pl_token *toks, int T, int first_logit, int logit_row) {
+static pl_status forward_step(pl_ctx *ctx, const pl_token *toks, int T, int first_logit, int logit_row) {
     const pl_model *m = ctx->model;
     const model_hparams *hp = &m->hp;
     const int C = hp->n_embd;
-    const quant_traits *et = quant_get(m->tok_embd.type);
-    const size_t erow = quant_row_size(m->tok_embd.type, C);
-    for (int t = 0; t < T; t++)
-        et->to_float((const uint8_t *)m->tok_embd.data + (size_t)toks[t] * erow, ctx->x + (size_t)t * C, C);
-    for (int il = 0; il < hp->n_layer; il++) layer_forward(ctx, il, T, ctx->pos);
+    int il0 = 0;
+    if (ctx->gpu) { /* the GPU runs the first layers (or the whole step) */
+        pl_status st = gpu_forward_step(ctx, toks, T, first_logit, logit_row, &il0);
+        if (st || il0 > hp->n_layer) return st;
+    } else {
+        const quant_traits *et = quant_get(m->tok_embd.type);
+        const size_t erow = quant_row_size(m->tok_embd.type, C);
+        for (int t = 0; t < T; t++)
+            et->to_float((const uint8_t *)m->tok_embd.data + (size_t)toks[t] * erow, ctx->x + (size_t)t * C, C);
+    }
+    for (int il = il0; il < hp->n_layer; il++) layer_forward(ctx, il, T, ctx->pos);
     const int n_out = T - first_logit;
-    if (n_out <= 0) return;
+    if (n_out <= 0) return PL_OK;
     for (int t = first_logit; t < T; t++)
         kern_rmsnorm(ctx->xn + (size_t)(t - first_logit) * C, ctx->x + (size_t)t * C, m->out_norm, C, hp->rms_eps);
     kern_matmul(ctx->pool, &m->output, ctx->xn, C, n_out, ctx->logits + (size_t)logit_row * hp->n_vocab,
                 hp->n_vocab, NULL, ctx->act_scratch);
+    return PL_OK;
 }
 
 pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n, int logits_from) {
@@ -143,7 +152,8 @@ pl_status model_forward(pl_ctx *ctx, const pl_token *toks, int n, int logits_fro
         const int T = n - done < ctx->n_batch ? n - done : ctx->n_batch;
         /* logits for this step's tokens at call index >= logits_from */
         const int first = logits_from > done ? (logits_from - done < T ? logits_from - done : T) : 0;
-        forward_step(ctx, toks + done, T, first, done + first - logits_from);
+        pl_status st = forward_step(ctx, toks + done, T, first, done + first - logits_from);
+        if (st) return st;
         ctx->pos += T;
         done += T;
     }

@@ -79,6 +79,7 @@ struct pl_ctx {
     int logits_cap;          /* rows allocated */
     float *rope_cos, *rope_sin; /* (n_ctx, n_rot/2) precomputed */
     atomic_int cancel;
+    struct gpu_ctx *gpu;     /* the CUDA backend's state (src/gpu), NULL on the CPU */
 };
 
 /* Load weights/hparams from an opened GGUF (called by pl_model_load). */
