@@ -37,12 +37,13 @@ const char *kern_level_name(void);
 int kern_level_from_name(const char *name);
 /* Switch to `level`, capped at what the CPU and build support; returns the
  * level now in use. For tests and benchmarks: not safe while another thread
- * runs kernels. */
+ * runs kernels, and kern_matmul_scratch sizes hold for the level in use, so
+ * size scratch after switching. */
 kern_level kern_force(kern_level level);
 
-/* The dispatched row functions of a type: vec_dot (NULL for the activation-
- * only types Q8_1/Q8_K) and from_float; never NULL for a type quant_get knows
- * (they fall back to the scalar references). */
+/* The dispatched row functions of a type, falling back to the scalar
+ * references: from_float is never NULL for a type quant_get knows, vec_dot
+ * is NULL only for the activation-only types Q8_1 and Q8_K (as in traits). */
 quant_vec_dot_fn kern_vec_dot(uint32_t type);
 quant_from_float_fn kern_from_float(uint32_t type);
 
@@ -53,7 +54,8 @@ typedef struct kern_matrix {
     int64_t n_out;    /* rows */
 } kern_matrix;
 
-/* Bytes of scratch kern_matmul needs for T activation rows. */
+/* Bytes of scratch kern_matmul needs for T activation rows (at the kernel
+ * level in use). */
 size_t kern_matmul_scratch(const kern_matrix *w, int T);
 /* Y[t][r] = sum_i W[r][i] * X[t][i] (+ bias[r] when bias != NULL), for t < T.
  * X rows have stride ldx floats, Y rows stride ldy. `scratch` holds the
