@@ -123,7 +123,7 @@ static int qs_affine(int n, const float *x, const float *w, const int *L, bool n
 /* Affine fit x ~ d*L + m, L in [0, nmax]. Candidates spread [min, max] over
  * nmax + delta levels, delta on a grid of 2*ntry+1 steps in [-1, 1]. */
 float qs_fit_affine(int n, int nmax, const float *x, const float *w, bool nonpos_min, int ntry, int *L,
-                           float *m_out) {
+                    float *m_out) {
     float mn = x[0], mx = x[0];
     for (int i = 1; i < n; i++) {
         if (x[i] < mn) mn = x[i];
