@@ -51,6 +51,14 @@ typedef struct pl_model pl_model;
 
 typedef struct pl_model_params {
     int vocab_only; /* load only the tokenizer (no weights needed in the file) */
+    /* memory (see "memory: plan, budget, snapshots" below); zero = default */
+    uint64_t budget_bytes; /* what the model and its contexts may hold: 0 = pl_budget_detect(),
+                            * PL_BUDGET_NONE = unchecked */
+    int no_mmap;           /* read the weights into (accounted) memory instead of mapping the file */
+    int mlock;             /* lock the mapped weights in RAM; refused locks fail with a message */
+    int advice;            /* pl_advice for the mapped weights (PL_ADVICE_NORMAL) */
+    int stream;            /* pl_stream_mode: stream layers from storage when they do not fit */
+    int verify;            /* check each file's SHA-256 (pl_model_source.sha256 or FILE.sha256) */
 } pl_model_params;
 
 pl_model_params pl_model_default_params(void);
@@ -102,6 +110,10 @@ typedef struct pl_ctx_params {
     int n_batch;    /* max tokens evaluated per internal step; 0 = 512 */
     int n_threads;  /* 0 = number of online CPUs */
     int logits_all; /* keep logits for every evaluated position, not only the last */
+    /* memory (see "memory: plan, budget, snapshots" below); zero = default */
+    int kv_type;    /* pl_kv_type of the KV cache (PL_KV_F16) */
+    int no_prefault; /* leave KV/scratch pages untouched until used (RSS then grows while generating) */
+    uint64_t stream_window_bytes; /* streaming models: bytes of resident layers; 0 = what the budget leaves */
     /* GPU offload (src/gpu); zero = everything on the CPU */
     int device;       /* pl_device: PL_DEVICE_CUDA needs a build made with `make GPU=cuda` */
     int n_gpu_layers; /* CUDA: 0 = every layer (refused with PL_ERR_BUDGET when they do not fit), N = the
@@ -309,6 +321,156 @@ int pl_chat_n_cached(const pl_chat *chat);
  * state is reused by the next pl_chat_complete whose prompt starts the same. */
 pl_status pl_chat_save(const pl_chat *chat, const pl_chat_msg *msgs, int n, const char *path);
 pl_status pl_chat_load(pl_chat *chat, const char *path, pl_chat_msg **msgs, int *n);
+
+/* -------------------------------------------- memory: plan, budget, snapshots
+ * (src/plan/, src/core/alloc.c). Every byte the engine holds for a model or a
+ * context is charged against the model's budget; a context is made only when
+ * its plan fits, and KV cache and scratch are allocated (and touched) up front,
+ * so generating never grows memory. Exceeding is PL_ERR_BUDGET, never an OOM. */
+
+#define PL_BUDGET_NONE UINT64_MAX /* pl_model_params.budget_bytes: do not check */
+
+/* How the kernel should treat the mapped weights (madvise). */
+typedef enum pl_advice {
+    PL_ADVICE_NORMAL = 0,
+    PL_ADVICE_WILLNEED = 1,   /* read everything ahead now */
+    PL_ADVICE_RANDOM = 2,     /* no readahead: for budgets that cannot hold the file */
+    PL_ADVICE_SEQUENTIAL = 3  /* aggressive readahead, pages dropped behind */
+} pl_advice;
+
+typedef enum pl_stream_mode {
+    PL_STREAM_OFF = 0,  /* weights must fit the budget (else PL_ERR_BUDGET) */
+    PL_STREAM_ON = 1,   /* keep a window of layers resident and read the rest each token */
+    PL_STREAM_AUTO = 2  /* stream only when the weights do not fit the budget */
+} pl_stream_mode;
+
+typedef enum pl_kv_type { PL_KV_F16 = 0, PL_KV_Q8_0 = 1 } pl_kv_type;
+
+/* Parse a size: "3.5G", "512M", "2GiB", "800k", "1e9", "1500000" (K/M/G/T
+ * and KiB.. are powers of 1024; KB/MB/GB/TB powers of 1000). */
+pl_status pl_parse_bytes(const char *text, uint64_t *out);
+
+/* What limits memory here. bytes is the smallest of the limits found, each
+ * taken as the room it leaves this process (0 = unknown / unlimited). */
+typedef struct pl_budget {
+    uint64_t bytes;           /* the effective budget */
+    uint64_t phys_bytes;      /* physical RAM (MemTotal) */
+    uint64_t avail_bytes;     /* available now (MemAvailable); information only */
+    uint64_t cgroup_bytes;    /* cgroup v2 memory.max or v1 memory.limit_in_bytes, 0 = none */
+    uint64_t rlimit_as_bytes; /* RLIMIT_AS minus the address space already used, 0 = unlimited */
+    uint64_t rlimit_data_bytes; /* RLIMIT_DATA minus the data already used, 0 = unlimited */
+    uint64_t override_bytes;  /* the environment's PL_BUDGET, 0 = not set */
+    char source[48];          /* which set bytes: "ram", "cgroup", "rlimit_as", "rlimit_data", "PL_BUDGET" */
+} pl_budget;
+pl_status pl_budget_detect(pl_budget *out);
+
+/* Named devices (data in src/plan/profiles.c): what an app may hold there. */
+typedef struct pl_device_profile {
+    const char *name;     /* "iphone-4gb", "ipad-8gb", ... */
+    uint64_t ram_bytes;   /* the device's RAM */
+    uint64_t budget_bytes; /* working set an app can count on */
+    const char *note;     /* where the figure comes from */
+} pl_device_profile;
+/* The i-th profile, NULL past the end. */
+const pl_device_profile *pl_device_profile_at(int i);
+/* By name, NULL when unknown. */
+const pl_device_profile *pl_device_profile_find(const char *name);
+
+typedef enum pl_fit {
+    PL_FIT_YES = 0,         /* the requested context fits */
+    PL_FIT_SMALLER_CTX = 1, /* only a smaller context fits: max_ctx */
+    PL_FIT_NO = 2           /* nothing fits: over_bytes more are needed at the smallest context */
+} pl_fit;
+
+/* A memory plan: what loading the model and making one context will hold at
+ * peak, computed from the GGUF header alone (no weight page touched). */
+typedef struct pl_plan {
+    int64_t file_bytes;        /* the model file(s) */
+    int64_t weights_bytes;     /* tensor bytes the forward pass reads */
+    int64_t weights_resident;  /* of the file, resident while generating (mapped or copied) */
+    int64_t weights_mapped;    /* of that, file-backed (the kernel may evict it) */
+    int64_t weights_copied;    /* of that, in anonymous memory (no_mmap, unaligned or streamed window) */
+    int64_t weights_locked;    /* of that, mlock'd */
+    int64_t kv_bytes;          /* KV cache */
+    int64_t scratch_bytes;     /* activations, logits, matmul scratch, rope tables */
+    int64_t tokenizer_bytes;   /* tokenizer and metadata tables */
+    int64_t overhead_bytes;    /* runtime: code, libc, thread stacks */
+    int64_t total_bytes;       /* the peak resident set */
+    int64_t address_bytes;     /* virtual address space needed (what RLIMIT_AS limits) */
+    int64_t budget_bytes;      /* what it was checked against (0 = unchecked) */
+    int64_t over_bytes;        /* total - budget when positive */
+    int64_t kv_bytes_per_token;
+    int64_t stream_bytes_per_token; /* streaming: bytes read from storage per evaluated step */
+    int n_ctx, n_batch, n_threads, kv_type;
+    int n_ctx_train;
+    int max_ctx;               /* largest context (<= n_ctx_train) that fits the budget; 0 = none */
+    int fit;                   /* pl_fit */
+    int stream;                /* 1 when the plan streams layers */
+    int n_layer, n_layer_resident, n_stream_slots; /* streaming window: pinned layers + slots */
+    char budget_source[48];
+} pl_plan;
+
+/* Plan for a file (params may be NULL = defaults). Fails only when the file
+ * cannot be read or is not a model; a plan that does not fit is PL_OK with
+ * fit = PL_FIT_NO. */
+pl_status pl_plan_file(const char *path, const pl_model_params *mp, const pl_ctx_params *cp, pl_plan *out);
+/* Plan for one more context of a loaded model. */
+pl_status pl_plan_model(const pl_model *model, const pl_ctx_params *cp, pl_plan *out);
+
+/* Memory figures as in MLX's get_active/peak_memory: process-wide, all
+ * models and contexts. Byte counts unless named otherwise. */
+typedef struct pl_memory_stats {
+    int64_t weights_mapped;   /* bytes of model files mapped */
+    int64_t weights_resident; /* of the weights, in RAM now (mincore of the mappings + copies) */
+    int64_t weights_copied;   /* weights held in anonymous memory */
+    int64_t weights_locked;   /* mlock'd mappings */
+    int64_t kv_bytes;
+    int64_t scratch_bytes;
+    int64_t other_bytes;      /* tokenizer, tables, descriptors */
+    int64_t cache_bytes;      /* freed buffers kept for reuse (pl_memory_set_cache_limit) */
+    int64_t active_bytes;     /* all anonymous memory the engine holds now */
+    int64_t peak_bytes;       /* highest active_bytes (since start or pl_memory_reset_peak) */
+    int64_t rss_bytes;        /* the process's resident set, from /proc (0 when unknown) */
+    int64_t rss_peak_bytes;   /* its high-water mark */
+    int64_t minor_faults;     /* page faults, counts */
+    int64_t major_faults;
+    int64_t stream_read_bytes; /* bytes streaming windows read from storage */
+} pl_memory_stats;
+void pl_memory_snapshot(pl_memory_stats *out);
+/* d = after - before, field by field (a delta may be negative). */
+void pl_memory_delta(const pl_memory_stats *before, const pl_memory_stats *after, pl_memory_stats *d);
+void pl_memory_reset_peak(void);
+/* Keep up to `bytes` of freed KV/scratch buffers for reuse by the next
+ * context of the same shape (0 = off, the default); returns the old limit. */
+uint64_t pl_memory_set_cache_limit(uint64_t bytes);
+void pl_memory_clear_cache(void);
+
+/* Loading from anywhere (src/model/model_source.c, src/gguf/gguf_map_*.c).
+ * pl_model_load also opens llama.cpp gguf-split sets (give any
+ * "<prefix>-0000K-of-0000N.gguf") and raw chunks ("<file>.part-0000K-of-0000N",
+ * as `pocketllm split --raw` writes them) as one model. */
+
+/* A GGUF inside an open file (an asset container, a sandbox's descriptor):
+ * `size` bytes at `offset` (size 0 = to the end). The descriptor stays the
+ * caller's (it is duplicated). Tensors map zero-copy when offset is a
+ * multiple of 32; otherwise the image is copied into (accounted) memory. */
+pl_status pl_model_load_fd(int fd, uint64_t offset, uint64_t size, const pl_model_params *params, pl_model **out);
+
+/* One piece of a model: a file (path, or fd >= 0 with path NULL) range. */
+typedef struct pl_model_source {
+    const char *path;   /* opened and closed by the loader; NULL when fd is given */
+    int fd;             /* -1 when path is given */
+    uint64_t offset;    /* where the piece starts in the file */
+    uint64_t size;      /* bytes; 0 = to the end of the file */
+    const char *sha256; /* expected SHA-256 (64 hex digits) checked when params->verify; may be NULL */
+} pl_model_source;
+/* A model whose bytes are the concatenation of n pieces (raw chunks cut
+ * anywhere, e.g. below a 2 GB file limit). Pieces whose offsets line up
+ * with pages are mapped zero-copy into one address range. */
+pl_status pl_model_load_sources(const pl_model_source *src, int n, const pl_model_params *params, pl_model **out);
+/* SHA-256 of `size` bytes at `offset` of a file (size 0 = to the end), as 64
+ * lowercase hex digits and a NUL. */
+pl_status pl_sha256_file(const char *path, uint64_t offset, uint64_t size, char hex[65]);
 
 #ifdef __cplusplus
 }

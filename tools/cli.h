@@ -8,6 +8,8 @@
 
 #include "pocketllm.h"
 
+#include <stdio.h>
+
 int cmd_info(int argc, char **argv);
 int cmd_tokenize(int argc, char **argv);
 int cmd_run(int argc, char **argv);
@@ -19,6 +21,7 @@ int cmd_quantize(int argc, char **argv);
 int cmd_train(int argc, char **argv);
 int cmd_train_tokenizer(int argc, char **argv);
 int cmd_bench(int argc, char **argv);
+int cmd_plan(int argc, char **argv);
 
 /* Print "pocketllm: <what>: <pl_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *what);
@@ -29,5 +32,12 @@ double cli_logprob(const float *logits, int n_vocab, int target);
 int cli_argmax(const float *logits, int n_vocab);
 /* Read a whole file (NUL-terminated); NULL with a message on failure. */
 char *cli_read_file(const char *path, size_t *len);
+
+/* Memory options (tools/cli_mem.c): argv[*i] is one of them -> applied, *i
+ * moved past its value, 1; not one -> 0; a bad value -> message, -1. */
+int cli_mem_option(int argc, char **argv, int *i, pl_model_params *mp, pl_ctx_params *cp);
+void cli_mem_usage(FILE *fp);
+/* One or two lines: measured memory (snapshot) beside the model's plan. */
+void cli_mem_report(FILE *fp, const pl_model *model, const pl_ctx_params *cp);
 
 #endif

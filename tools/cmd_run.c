@@ -30,7 +30,9 @@ static void run_usage(FILE *fp) {
             "      --seed S           random seed (default 0x5eed)\n"
             "      --ignore-eos       keep generating past end-of-text tokens\n"
             "      --special          parse special-token text like <s> in the prompt\n"
-            "      --ids              print generated token ids (space-separated) instead of text\n");
+            "      --ids              print generated token ids (space-separated) instead of text\n"
+            "      --mem              print measured memory beside the plan at the end\n");
+    cli_mem_usage(fp);
 }
 
 typedef struct run_state {
@@ -91,10 +93,15 @@ int cmd_run(int argc, char **argv) {
     float lora_scale = 1.0f;
     pl_complete_params cp = pl_complete_default_params();
     pl_ctx_params xp = pl_ctx_default_params();
+    pl_model_params mp = pl_model_default_params();
+    int mem_report = 0;
     run_state rs = {0};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        const int mr = cli_mem_option(argc, argv, &i, &mp, &xp); /* --budget, --mlock, ... */
+        if (mr < 0) return 2;
+        if (mr > 0) continue;
 #define ARG(s, l) ((!strcmp(a, s) || !strcmp(a, l)) && v && ++i)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { run_usage(stdout); return 0; }
         else if (ARG("-m", "--model")) model_path = v;
@@ -118,6 +125,7 @@ int cmd_run(int argc, char **argv) {
         else if (!strcmp(a, "--ignore-eos")) cp.ignore_eos = 1;
         else if (!strcmp(a, "--special")) cp.parse_special = 1;
         else if (!strcmp(a, "--ids")) rs.print_ids = 1;
+        else if (!strcmp(a, "--mem")) mem_report = 1;
         else {
             fprintf(stderr, "pocketllm run: unknown or incomplete option '%s'\n", a);
             run_usage(stderr);
@@ -147,7 +155,7 @@ int cmd_run(int argc, char **argv) {
         cp.n_prompt_tokens = n;
     }
     cp.prompt = prompt;
-    if (pl_model_load(model_path, NULL, &model)) { cli_fail("load"); goto out; }
+    if (pl_model_load(model_path, &mp, &model)) { cli_fail("load"); goto out; }
     if (lora_path && pl_model_apply_lora(model, lora_path, lora_scale)) { cli_fail("lora"); goto out; }
     if (pl_ctx_new(model, &xp, &ctx)) { cli_fail("context"); goto out; }
     g_ctx = ctx;
@@ -162,6 +170,7 @@ int cmd_run(int argc, char **argv) {
     fprintf(stderr, "\nprompt: %d tokens in %.1f ms (%.1f tok/s) | generation: %d tokens in %.1f ms (%.1f tok/s)\n",
             tm.n_prompt, tm.prompt_ms, tm.prompt_ms > 0 ? tm.n_prompt * 1e3 / tm.prompt_ms : 0.0, tm.n_gen,
             tm.gen_ms, tm.gen_ms > 0 ? tm.n_gen * 1e3 / tm.gen_ms : 0.0);
+    if (mem_report) cli_mem_report(stderr, model, &xp);
     rc = 0;
 out:
     pl_ctx_free(ctx);

@@ -34,6 +34,7 @@ static const command k_commands[] = {
     {"train-tokenizer", cmd_train_tokenizer, "learn a small BPE vocabulary from text (vocab-only GGUF)"},
     {"tokenize", cmd_tokenize, "print the token ids of a text (a vocab-only GGUF is enough)"},
     {"info", cmd_info, "show a GGUF file's metadata, hyper-parameters and tensors"},
+    {"plan", cmd_plan, "memory plan of a model: weights, KV, scratch, total vs the budget"},
     {"bench", cmd_bench, "prompt/generation speed, bytes per token, share of memory bandwidth"},
     {"version", cmd_version, "print the version"},
 };

@@ -74,6 +74,14 @@ typedef struct gguf_tensor {
     const void *data;          /* into the image */
 } gguf_tensor;
 
+/* Where a part of the image comes from (gguf_map_seg.c): image bytes
+ * [pos, pos+len) are bytes [offset, offset+len) of descriptor fd (owned by the
+ * gguf_file), or were built in memory (fd -1). */
+typedef struct gguf_source {
+    int fd;
+    uint64_t offset, pos, len;
+} gguf_source;
+
 typedef struct gguf_file {
     const uint8_t *base; /* the image */
     uint64_t size;
@@ -88,6 +96,10 @@ typedef struct gguf_file {
     void *map;            /* non-NULL when we mmap'd it */
     uint64_t map_size;
     char *path;           /* for messages; "<memory>" for buffers */
+    /* pieces of the image (gguf_map_seg.c); none for gguf_open_memory */
+    gguf_source *sources;
+    int n_sources;
+    uint64_t copied_bytes; /* image bytes held in anonymous memory, not file-backed */
 } gguf_file;
 
 /* Open and mmap a whole file read-only. */
@@ -96,6 +108,57 @@ pl_status gguf_open(const char *path, gguf_file **out);
  * names it in messages (may be NULL). */
 pl_status gguf_open_memory(const void *data, uint64_t size, const char *what, gguf_file **out);
 void gguf_close(gguf_file *f);
+
+/* ---------------------------------------------- images from pieces (gguf_map_seg.c) */
+
+/* One piece: len bytes at `offset` of descriptor fd (borrowed; dup'ed), or
+ * of buffer mem (copied), placed at image position pos. Pieces are ordered
+ * by pos and do not overlap; gaps read as zeros. */
+typedef struct gguf_segment {
+    int fd;
+    const void *mem;
+    uint64_t offset, len, pos;
+    const char *name; /* for messages */
+} gguf_segment;
+
+/* One image from pieces: pages whose file offset lines up with their place
+ * are mapped zero-copy, the rest copied (copied_bytes says how much). */
+pl_status gguf_open_segments(const gguf_segment *segs, int n, const char *what, gguf_file **out);
+/* A GGUF of `size` bytes (0 = to the end) at `offset` of an open descriptor
+ * (which stays the caller's). */
+pl_status gguf_open_fd(int fd, uint64_t offset, uint64_t size, const char *what, gguf_file **out);
+/* Raw byte chunks whose concatenation is one GGUF file. */
+pl_status gguf_open_chunks(const char *const *paths, int n, const char *what, gguf_file **out);
+/* The descriptor holding image byte pos (its file offset, and the bytes of
+ * that piece from there); -1 when pos is in no file piece. */
+int gguf_source_at(const gguf_file *f, uint64_t pos, uint64_t *file_off, uint64_t *avail);
+void gguf_sources_free(gguf_file *f);
+
+/* ---------------------------------------------- split models (gguf_map_split.c) */
+
+/* llama.cpp gguf-split: "<prefix>-00001-of-00003.gguf". Given any path,
+ * 1 and the prefix and count when it names a split file (shard number in *no). */
+int gguf_split_name(const char *path, char *prefix, size_t cap, int *no, int *count);
+/* Raw chunks as `pocketllm split --raw` names them: "<file>.part-00001-of-00004". */
+int gguf_part_name(const char *path, char *file, size_t cap, int *no, int *count);
+/* Open gguf-split files as one image: a header made from the first split's
+ * metadata (split.* keys dropped) and every tensor, then each file's data
+ * section mapped zero-copy. */
+pl_status gguf_open_split(const char *any_split_path, gguf_file **out);
+
+typedef struct gguf_open_opts {
+    bool verify; /* check SHA-256 sums from the sidecar before mapping */
+} gguf_open_opts;
+/* gguf_open, or split files / raw parts when the name says so; with
+ * verify, each file is checked against "<file or prefix>.sha256". */
+pl_status gguf_open_any(const char *path, const gguf_open_opts *opts, gguf_file **out);
+/* Paths of the files behind `path` (1 for a plain file); *out malloc'd list
+ * of malloc'd strings (free with gguf_paths_free). */
+pl_status gguf_paths(const char *path, char ***out, int *n);
+void gguf_paths_free(char **paths, int n);
+/* The sidecar of sums for `path`, and the expected hex sum of `file` in it
+ * (matched by base name): 1 found, 0 not listed / no sidecar. */
+int gguf_sidecar_sum(const char *path, const char *file, char hex[65]);
 
 /* Metadata lookup: index of key or -1. */
 int64_t gguf_find_key(const gguf_file *f, const char *key);

@@ -1,7 +1,8 @@
 /*
  * Where a GGUF image comes from and who owns it: gguf_open maps a whole file
- * read-only (MAP_PRIVATE; the descriptor is closed right after mapping, the
- * mapping keeps the file alive), gguf_open_memory borrows a caller's buffer.
+ * read-only (MAP_PRIVATE, through gguf_map_seg.c, which keeps a duplicate of
+ * the descriptor for streaming reads), gguf_open_memory borrows a caller's
+ * buffer.
  * gguf_close releases the descriptors, the lookup tables and the mapping (a
  * borrowed buffer stays the caller's).
  */
@@ -40,8 +41,6 @@ pl_status gguf_open_memory(const void *data, uint64_t size, const char *what, gg
 pl_status gguf_open(const char *path, gguf_file **out) {
     pl_status st;
     struct stat sb;
-    void *map = MAP_FAILED;
-    gguf_file_impl *fi;
     if (!out || !path) return pl_fail(PL_ERR_INVALID_ARG, "gguf_open: NULL path or out");
     *out = NULL;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -62,26 +61,14 @@ pl_status gguf_open(const char *path, gguf_file **out) {
         st = pl_fail(PL_ERR_IO, "%s: %" PRIu64 " bytes do not fit in the address space", path, (uint64_t)sb.st_size);
         goto fail;
     }
-    map = mmap(NULL, (size_t)sb.st_size, PROT_READ, MAP_PRIVATE, fd, 0);
-    if (map == MAP_FAILED) {
-        st = pl_fail(PL_ERR_IO, "%s: cannot mmap %" PRIu64 " bytes: %s", path, (uint64_t)sb.st_size, strerror(errno));
-        goto fail;
-    }
+    /* one piece: the whole file, mapped zero-copy (gguf_map_seg.c keeps a
+     * duplicate of the descriptor for streaming reads) */
+    const gguf_segment seg = {.fd = fd, .offset = 0, .len = (uint64_t)sb.st_size, .pos = 0, .name = path};
+    if ((st = gguf_open_segments(&seg, 1, path, out))) goto fail;
     close(fd);
-    fd = -1;
-    char *owned = gguf_strdup(path);
-    if (!owned) {
-        st = pl_fail(PL_ERR_NOMEM, "%s: no memory", path);
-        goto fail;
-    }
-    if ((st = gguf_parse(map, (uint64_t)sb.st_size, owned, &fi))) goto fail;
-    fi->pub.map = map;
-    fi->pub.map_size = (uint64_t)sb.st_size;
-    *out = &fi->pub;
     return PL_OK;
 fail:
-    if (map != MAP_FAILED) munmap(map, (size_t)sb.st_size);
-    if (fd >= 0) close(fd);
+    close(fd);
     return st;
 }
 
@@ -96,6 +83,7 @@ void gguf_close(gguf_file *f) {
     free(fi->kv_slots);
     free(fi->tensor_slots);
     if (f->map) munmap(f->map, (size_t)f->map_size);
+    gguf_sources_free(f);
     free(f->path);
     free(fi);
 }

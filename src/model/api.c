@@ -11,42 +11,73 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 pl_model_params pl_model_default_params(void) {
     pl_model_params p = {0};
     return p;
 }
 
-pl_status pl_model_load(const char *path, const pl_model_params *params, pl_model **out) {
-    if (!path || !out) return pl_fail(PL_ERR_INVALID_ARG, "pl_model_load: path and out are required");
+pl_status model_load_common(const char *what, uint64_t image_bytes, const pl_model_params *params, model_open_fn open,
+                            const void *arg, pl_model **out) {
     *out = NULL;
     pl_model_params p = params ? *params : pl_model_default_params();
     pl_model *m = calloc(1, sizeof *m);
     if (!m) return pl_fail(PL_ERR_NOMEM, "pl_model_load: out of memory");
-    pl_status st = gguf_open(path, &m->gguf);
+    pl_status st = model_mem_precheck(m, &p, what, image_bytes);
     if (st) goto fail;
+    if ((st = open(arg, &m->gguf))) goto fail;
     gguf_str arch;
     if ((st = gguf_get_str(m->gguf, "general.architecture", &arch))) goto fail;
     if (arch.len >= sizeof m->arch_name) arch.len = sizeof m->arch_name - 1;
     memcpy(m->arch_name, arch.ptr, arch.len);
     m->arch_name[arch.len] = 0;
+    if (!p.vocab_only && !arch_find(m->arch_name)) {
+        st = pl_fail(PL_ERR_UNSUPPORTED, "architecture '%s' is not supported (supported: %s)", m->arch_name,
+                     arch_supported_list());
+        goto fail;
+    }
+    if ((st = model_mem_load(m, &p))) goto fail; /* the budget check: before any weight is read */
     if ((st = tok_load(m->gguf, &m->tok))) goto fail;
     m->vocab_only = p.vocab_only;
     if (!p.vocab_only) {
         m->arch = arch_find(m->arch_name);
-        if (!m->arch) {
-            st = pl_fail(PL_ERR_UNSUPPORTED, "architecture '%s' is not supported (supported: %s)", m->arch_name,
-                         arch_supported_list());
-            goto fail;
-        }
         if ((st = model_load_from_gguf(m))) goto fail;
     }
     *out = m;
     return PL_OK;
 fail:
-    pl_fail_prefix(st, "loading %s", path);
+    pl_fail_prefix(st, "loading %s", what);
     pl_model_free(m);
     return st;
+}
+
+typedef struct api_path_arg {
+    const char *path;
+    bool verify;
+} api_path_arg;
+
+static pl_status api_open_path(const void *arg, gguf_file **out) {
+    const api_path_arg *a = arg;
+    const gguf_open_opts o = {.verify = a->verify};
+    return gguf_open_any(a->path, &o, out);
+}
+
+pl_status pl_model_load(const char *path, const pl_model_params *params, pl_model **out) {
+    if (!path || !out) return pl_fail(PL_ERR_INVALID_ARG, "pl_model_load: path and out are required");
+    *out = NULL;
+    /* the image's size before it is mapped: every file a split set names */
+    uint64_t bytes = 0;
+    char **files = NULL;
+    int n = 0;
+    if (gguf_paths(path, &files, &n) == PL_OK)
+        for (int i = 0; i < n; i++) {
+            struct stat sb;
+            if (stat(files[i], &sb) == 0) bytes += (uint64_t)sb.st_size;
+        }
+    gguf_paths_free(files, n);
+    const api_path_arg a = {path, params && params->verify};
+    return model_load_common(path, bytes, params, api_open_path, &a, out);
 }
 
 void pl_model_free(pl_model *m) {
@@ -55,7 +86,9 @@ void pl_model_free(pl_model *m) {
     for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
     free(m->owned);
     tok_free(m->tok);
+    model_mem_release(m);
     gguf_close(m->gguf);
+    mem_free(&m->acct, MEM_WEIGHTS, m->image_copy, m->image_copy_bytes);
     free(m);
 }
 
@@ -88,26 +121,6 @@ pl_ctx_params pl_ctx_default_params(void) {
     return p;
 }
 
-static size_t max_scratch(const pl_model *m, int T) {
-    size_t mx = kern_matmul_scratch(&m->output, T);
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        const model_layer *l = &m->layers[il];
-        const kern_matrix *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-            size_t s = kern_matmul_scratch(ws[i], T);
-            if (s > mx) mx = s;
-        }
-    }
-    return mx;
-}
-
-static float *alloc_floats(size_t n, pl_status *st, const char *what) {
-    if (*st) return NULL;
-    float *p = malloc((n ? n : 1) * sizeof(float));
-    if (!p) *st = pl_fail(PL_ERR_NOMEM, "context: cannot allocate %zu bytes for %s", n * sizeof(float), what);
-    return p;
-}
-
 pl_status pl_ctx_new(pl_model *m, const pl_ctx_params *params, pl_ctx **out) {
     if (!m || !out) return pl_fail(PL_ERR_INVALID_ARG, "pl_ctx_new: model and out are required");
     *out = NULL;
@@ -131,36 +144,11 @@ pl_status pl_ctx_new(pl_model *m, const pl_ctx_params *params, pl_ctx **out) {
         free(c);
         return st;
     }
-    const size_t C = (size_t)hp->n_embd, HD = (size_t)hp->n_head * hp->head_dim,
-                 GD = (size_t)hp->n_head_kv * hp->head_dim, F = (size_t)hp->n_ff, T = (size_t)n_batch;
-    const size_t kv = (size_t)hp->n_layer * n_ctx * GD;
-    c->k_cache = malloc(kv * sizeof(pl_fp16) + 1);
-    c->v_cache = malloc(kv * sizeof(pl_fp16) + 1);
-    if (!c->k_cache || !c->v_cache)
-        st = pl_fail(PL_ERR_NOMEM, "context: cannot allocate %zu bytes for the KV cache", 2 * kv * sizeof(pl_fp16));
-    c->x = alloc_floats(T * C, &st, "activations");
-    c->xn = alloc_floats(T * C, &st, "activations");
-    c->q = alloc_floats(T * HD, &st, "queries");
-    c->k = alloc_floats(T * GD, &st, "keys");
-    c->v = alloc_floats(T * GD, &st, "values");
-    c->att_out = alloc_floats(T * HD, &st, "attention output");
-    c->att_scores = alloc_floats((size_t)pool_size(c->pool) * n_ctx, &st, "attention scores");
-    c->gate = alloc_floats(T * F, &st, "feed-forward");
-    c->up = alloc_floats(T * F, &st, "feed-forward");
-    c->logits_cap = c->logits_all ? n_batch : 1;
-    c->logits = alloc_floats((size_t)c->logits_cap * hp->n_vocab, &st, "logits");
-    const int half = hp->n_rot / 2;
-    c->rope_cos = alloc_floats((size_t)n_ctx * half, &st, "rope table");
-    c->rope_sin = alloc_floats((size_t)n_ctx * half, &st, "rope table");
-    if (!st) {
-        size_t s = max_scratch(m, n_batch);
-        c->act_scratch = malloc(s ? s : 1);
-        if (!c->act_scratch) st = pl_fail(PL_ERR_NOMEM, "context: cannot allocate %zu bytes of scratch", s);
-    }
-    if (st) {
+    if ((st = model_mem_ctx(c, &p))) {
         pl_ctx_free(c);
         return st;
     }
+    const int half = hp->n_rot / 2;
     /* theta_i = pos * base^(-2i/n_rot), as the rope paper and llama.cpp define it */
     for (int pos = 0; pos < n_ctx; pos++)
         for (int i = 0; i < half; i++) {
@@ -180,21 +168,7 @@ void pl_ctx_free(pl_ctx *c) {
     if (!c) return;
     gpu_ctx_free(c);
     pool_free(c->pool);
-    free(c->k_cache);
-    free(c->v_cache);
-    free(c->x);
-    free(c->xn);
-    free(c->q);
-    free(c->k);
-    free(c->v);
-    free(c->att_out);
-    free(c->att_scores);
-    free(c->gate);
-    free(c->up);
-    free(c->logits);
-    free(c->rope_cos);
-    free(c->rope_sin);
-    free(c->act_scratch);
+    model_mem_ctx_release(c);
     free(c);
 }
 

@@ -14,6 +14,7 @@
 #include "../gguf/gguf.h"
 #include "../kernels/attn.h"
 #include "../kernels/kernels.h"
+#include "../plan/plan.h"
 #include "../tokenizer/tokenizer.h"
 #include "arch.h"
 
@@ -55,6 +56,21 @@ struct pl_model {
     model_layer *layers;     /* (L) */
     void **owned;            /* buffers the model frees (LoRA-merged matrices, lora.c) */
     int n_owned;
+    /* memory (model_mem.c): the budget every allocation for this model and
+     * its contexts is charged to, and the numbers plans are made from */
+    mem_account acct;
+    plan_model pm;
+    plan_limits lim;
+    pl_model_params params;  /* as loaded */
+    uint64_t charged_ext;    /* MEM_EXTERNAL charged at load (mapped weights, runtime) */
+    uint64_t charged_tok;    /* MEM_OTHER charged at load (tokenizer and tables) */
+    uint64_t charged_copy;   /* MEM_WEIGHTS charged for image pages the loader copied */
+    void *image_copy;        /* no_mmap: the image in accounted memory (gguf borrows it) */
+    size_t image_copy_bytes;
+    const void *region;      /* mapped image registered for snapshots */
+    bool locked;             /* mlock'd */
+    bool streaming;          /* layers are read through a window (stream.c) */
+    char name[128];          /* file name for messages */
 };
 
 struct pl_ctx {
@@ -80,7 +96,34 @@ struct pl_ctx {
     float *rope_cos, *rope_sin; /* (n_ctx, n_rot/2) precomputed */
     atomic_int cancel;
     struct gpu_ctx *gpu;     /* the CUDA backend's state (src/gpu), NULL on the CPU */
+    /* memory (model_mem.c): two accounted blocks the buffers above are carved from */
+    void *kv_block, *scratch_block;
+    size_t kv_block_bytes, scratch_block_bytes;
+    uint64_t charged_ext;    /* MEM_EXTERNAL charged for this context (embedding rows, threads) */
+    int kv_type;             /* pl_kv_type */
+    struct model_stream *stream; /* the layer window when the model streams (stream.c) */
 };
+
+/* Memory policy (model_mem.c). Before the image is mapped: resolve the
+ * budget and refuse an image the address-space limit cannot map. */
+pl_status model_mem_precheck(pl_model *m, const pl_model_params *p, const char *what, uint64_t image_bytes);
+/* After the GGUF is open and arch_name set:
+ * plan the model against its budget (PL_ERR_BUDGET when even a one-token
+ * context cannot fit), copy the image for no_mmap, mlock/madvise, charge. */
+pl_status model_mem_load(pl_model *m, const pl_model_params *p);
+void model_mem_release(pl_model *m);
+/* Plan a context, refuse it when it does not fit, allocate and carve its
+ * KV cache and scratch (touched up front unless no_prefault). */
+pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p);
+void model_mem_ctx_release(pl_ctx *c);
+/* Options of a context as the plan sees them (threads, batch resolved). */
+void model_mem_opts(const pl_model *m, const pl_ctx_params *p, plan_opts *o);
+
+/* Load a model from an image `open` makes (api.c): budget precheck of
+ * image_bytes of address space, open, plan, tokenizer, weights. */
+typedef pl_status (*model_open_fn)(const void *arg, gguf_file **out);
+pl_status model_load_common(const char *what, uint64_t image_bytes, const pl_model_params *params, model_open_fn open,
+                            const void *arg, pl_model **out);
 
 /* Load weights/hparams from an opened GGUF (called by pl_model_load). */
 pl_status model_load_from_gguf(pl_model *m);
