@@ -29,67 +29,21 @@ typedef struct bpe_sym {
     uint32_t start, n; /* bytes of the encoded word; n == 0 once merged away */
 } bpe_sym;
 
-typedef struct bpe_pair {
-    int32_t left, right;
-    int32_t rank;
-    uint32_t size; /* left.n + right.n when pushed */
-} bpe_pair;
-
 typedef struct bpe_scratch {
     char *enc;
     size_t enc_cap;
     bpe_sym *sym;
     size_t sym_cap;
-    bpe_pair *heap;
-    size_t heap_n, heap_cap;
+    tok_heap heap;
 } bpe_scratch;
-
-static bool bpe_less(const bpe_pair *a, const bpe_pair *b) {
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-static bool bpe_heap_push(bpe_scratch *s, bpe_pair p) {
-    if (s->heap_n == s->heap_cap) {
-        size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
-        bpe_pair *h = realloc(s->heap, cap * sizeof *h);
-        if (!h) return false;
-        s->heap = h;
-        s->heap_cap = cap;
-    }
-    size_t i = s->heap_n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!bpe_less(&p, &s->heap[up])) break;
-        s->heap[i] = s->heap[up];
-        i = up;
-    }
-    s->heap[i] = p;
-    return true;
-}
-
-static bpe_pair bpe_heap_pop(bpe_scratch *s) {
-    bpe_pair top = s->heap[0];
-    bpe_pair last = s->heap[--s->heap_n];
-    size_t i = 0, n = s->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && bpe_less(&s->heap[c + 1], &s->heap[c])) c++;
-        if (!bpe_less(&s->heap[c], &last)) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n) s->heap[i] = last;
-    return top;
-}
 
 static bool bpe_add_pair(const tokenizer *t, bpe_scratch *s, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return true;
     const bpe_sym *l = &s->sym[left], *r = &s->sym[right];
     int rank = tok_merge_rank(t, s->enc + l->start, l->n, s->enc + r->start, r->n);
     if (rank < 0) return true;
-    bpe_pair p = {left, right, rank, l->n + r->n};
-    return bpe_heap_push(s, p);
+    tok_pair p = {left, right, (double)rank, l->n + r->n};
+    return tok_heap_push(&s->heap, p);
 }
 
 static bool bpe_grow(void **p, size_t *cap, size_t need, size_t elem) {
@@ -129,11 +83,11 @@ static bool bpe_word(const tokenizer *t, bpe_scratch *s, const char *w, size_t l
         s->sym[n_sym].next = off == n_enc ? -1 : n_sym + 1;
     }
 
-    s->heap_n = 0;
+    s->heap.n = 0;
     for (int32_t i = 1; i < n_sym; i++)
         if (!bpe_add_pair(t, s, i - 1, i)) return false;
-    while (s->heap_n) {
-        bpe_pair p = bpe_heap_pop(s);
+    while (s->heap.n) {
+        tok_pair p = tok_heap_pop(&s->heap);
         bpe_sym *l = &s->sym[p.left], *r = &s->sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size) continue; /* stale */
         l->n += r->n;
@@ -188,7 +142,7 @@ pl_status tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_o
 done:
     free(s.enc);
     free(s.sym);
-    free(s.heap);
+    free(s.heap.v);
     tok_spans_free(&words);
     return st;
 }

@@ -17,6 +17,7 @@
 
 #include "tokenizer.h"
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -176,5 +177,23 @@ static inline uint64_t tok_hash(uint64_t h, const char *s, size_t len) {
 pl_status tok_spm_encode(const tokenizer *t, const char *text, size_t len, bool space_prefix, tok_out *out);
 /* Byte-level BPE: pre-tokenize one raw-text fragment and merge each word. */
 pl_status tok_bpe_encode(const tokenizer *t, const char *text, size_t len, tok_out *out);
+
+/* ------------------------------------------------ merge candidates (tok_heap.c)
+ * Both merge algorithms (SPM by score, BPE by rank) pop the best adjacent pair
+ * from a binary heap: smaller prio first, ties broken by the leftmost pair.
+ * A popped pair is stale when either side changed size since it was pushed. */
+typedef struct tok_pair {
+    int32_t left, right; /* symbol indices */
+    double prio;         /* BPE: merge rank; SPM: -score (exact for both) */
+    uint32_t size;       /* left.n + right.n when pushed */
+} tok_pair;
+
+typedef struct tok_heap {
+    tok_pair *v;
+    size_t n, cap;
+} tok_heap;
+
+bool tok_heap_push(tok_heap *h, tok_pair p); /* false when out of memory */
+tok_pair tok_heap_pop(tok_heap *h);          /* h->n > 0 */
 
 #endif

@@ -30,66 +30,19 @@ typedef struct spm_sym {
     uint32_t start, n;
 } spm_sym;
 
-typedef struct spm_pair {
-    int32_t left, right;
-    float score;
-    uint32_t size;
-} spm_pair;
-
 typedef struct spm_scratch {
     spm_sym *sym;
     size_t sym_cap;
-    spm_pair *heap;
-    size_t heap_n, heap_cap;
+    tok_heap heap;
 } spm_scratch;
-
-/* heap order: higher score first, then smaller left index */
-static bool spm_before(const spm_pair *a, const spm_pair *b) {
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-static bool spm_heap_push(spm_scratch *s, spm_pair p) {
-    if (s->heap_n == s->heap_cap) {
-        size_t cap = s->heap_cap ? s->heap_cap * 2 : 64;
-        spm_pair *h = realloc(s->heap, cap * sizeof *h);
-        if (!h) return false;
-        s->heap = h;
-        s->heap_cap = cap;
-    }
-    size_t i = s->heap_n++;
-    while (i > 0) {
-        size_t up = (i - 1) / 2;
-        if (!spm_before(&p, &s->heap[up])) break;
-        s->heap[i] = s->heap[up];
-        i = up;
-    }
-    s->heap[i] = p;
-    return true;
-}
-
-static spm_pair spm_heap_pop(spm_scratch *s) {
-    spm_pair top = s->heap[0];
-    spm_pair last = s->heap[--s->heap_n];
-    size_t i = 0, n = s->heap_n;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= n) break;
-        if (c + 1 < n && spm_before(&s->heap[c + 1], &s->heap[c])) c++;
-        if (!spm_before(&s->heap[c], &last)) break;
-        s->heap[i] = s->heap[c];
-        i = c;
-    }
-    if (n) s->heap[i] = last;
-    return top;
-}
 
 static bool spm_try_pair(const tokenizer *t, spm_scratch *s, const char *buf, int32_t left, int32_t right) {
     if (left < 0 || right < 0) return true;
     const spm_sym *l = &s->sym[left], *r = &s->sym[right];
     pl_token id = tok_lookup(t, buf + l->start, (size_t)l->n + r->n);
     if (id < 0) return true;
-    spm_pair p = {left, right, t->score[id], l->n + r->n};
-    return spm_heap_push(s, p);
+    tok_pair p = {left, right, -(double)t->score[id], l->n + r->n};
+    return tok_heap_push(&s->heap, p);
 }
 
 /* Merge buf[0..len) (already escaped) and append the ids. */
@@ -111,11 +64,11 @@ static bool spm_run(const tokenizer *t, spm_scratch *s, const char *buf, size_t 
         off += n;
         s->sym[n_sym].next = off == len ? -1 : n_sym + 1;
     }
-    s->heap_n = 0;
+    s->heap.n = 0;
     for (int32_t i = 1; i < n_sym; i++)
         if (!spm_try_pair(t, s, buf, i - 1, i)) return false;
-    while (s->heap_n) {
-        spm_pair p = spm_heap_pop(s);
+    while (s->heap.n) {
+        tok_pair p = tok_heap_pop(&s->heap);
         spm_sym *l = &s->sym[p.left], *r = &s->sym[p.right];
         if (l->n == 0 || r->n == 0 || l->n + r->n != p.size) continue; /* stale */
         l->n += r->n;
@@ -178,6 +131,6 @@ pl_status tok_spm_encode(const tokenizer *t, const char *text, size_t len, bool 
     }
     free(buf);
     free(s.sym);
-    free(s.heap);
+    free(s.heap.v);
     return st;
 }
