@@ -35,6 +35,8 @@ static const command k_commands[] = {
     {"tokenize", cmd_tokenize, "print the token ids of a text (a vocab-only GGUF is enough)"},
     {"info", cmd_info, "show a GGUF file's metadata, hyper-parameters and tensors"},
     {"plan", cmd_plan, "memory plan of a model: weights, KV, scratch, total vs the budget"},
+    {"split", cmd_split, "cut a model into gguf-split files or raw chunks (with SHA-256 sums)"},
+    {"merge", cmd_merge, "put split files or raw chunks back into one GGUF"},
     {"bench", cmd_bench, "prompt/generation speed, bytes per token, share of memory bandwidth"},
     {"version", cmd_version, "print the version"},
 };

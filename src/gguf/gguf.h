@@ -146,6 +146,15 @@ int gguf_part_name(const char *path, char *file, size_t cap, int *no, int *count
  * section mapped zero-copy. */
 pl_status gguf_open_split(const char *any_split_path, gguf_file **out);
 
+/* Writers (gguf_split_write.c); each leaves "<prefix or file>.sha256".
+ * gguf-split files "<prefix>-0000K-of-0000N.gguf", cut as llama.cpp cuts them:
+ * every max_tensors tensors, or before the padded data would pass max_bytes. */
+pl_status gguf_write_split(const gguf_file *src, const char *prefix, int max_tensors, uint64_t max_bytes, int *n_out);
+/* Raw chunks of chunk_bytes: "<path>.part-0000K-of-0000N". */
+pl_status gguf_write_parts(const char *path, uint64_t chunk_bytes, int *n_out);
+/* One GGUF file from an image (split.* keys left out). */
+pl_status gguf_write_merged(const gguf_file *src, const char *out_path);
+
 typedef struct gguf_open_opts {
     bool verify; /* check SHA-256 sums from the sidecar before mapping */
 } gguf_open_opts;

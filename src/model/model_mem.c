@@ -81,10 +81,10 @@ static pl_status mm_copy_image(pl_model *m) {
         mem_free(&m->acct, MEM_WEIGHTS, dst, (size_t)g->size);
         return st;
     }
-    gguf_close(g);
-    m->gguf = copy;
     m->image_copy = dst;
     m->image_copy_bytes = (size_t)g->size;
+    gguf_close(g);
+    m->gguf = copy;
     return PL_OK;
 }
 
