@@ -3,8 +3,9 @@
  * (dispatch.c, matmul.c) and the per-ISA files (x86_avx2*.c).
  *
  * One kern_ops table holds every dispatched function. It is filled at first
- * use: scalar references first (quant traits, ref_ops.c), then each ISA file
- * the CPU supports overwrites the entries it implements, lowest level first.
+ * use: scalar references first (quant traits, ref_ops.c, attn.c), then each
+ * ISA file the CPU supports overwrites the entries it implements, lowest
+ * level first.
  * An ISA install function only writes pointers; it never allocates or fails.
  */
 #ifndef PL_KERN_IMPL_H
@@ -38,7 +39,7 @@ typedef struct kern_gemm {
     size_t (*act_size)(int64_t n_in);                        /* bytes per packed row */
     void (*act_pack)(const float *x, void *dst, int64_t n_in);
     void (*rows)(const kern_gemm_job *j, int64_t r0, int64_t r1);
-    int row_tile; /* rows per tile: thread ranges start at multiples of it */
+    int row_tile; /* rows per tile: the row chunks threads claim are multiples of it */
     int min_T;
 } kern_gemm;
 
