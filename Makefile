@@ -55,7 +55,9 @@ $(B)/obj/src/kernels/x86_avx2.o:   CFLAGS += $(ISA_FLAGS_x86_avx2)
 $(B)/obj/src/kernels/x86_avx512.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
 endif
 
-DEFAULT_MODEL ?= ../shared/models/kjv-llama-q8_0.gguf
+# The project's own model (models/pocket-kjv.gguf, trained by `pocketllm train`;
+# README "Default model" says how), so `make run` needs nothing else.
+DEFAULT_MODEL ?= models/pocket-kjv.gguf
 
 .PHONY: all run test asan fuzz bench clean
 all: $(LIB) $(CLI) $(TEST_BIN) $(BENCH_BIN)
@@ -102,7 +104,7 @@ $(B)/bench/%: bench/%.c $(LIB)
 
 run: $(CLI)
 	@if [ -f "$(DEFAULT_MODEL)" ]; then \
-	  $(CLI) run -m $(DEFAULT_MODEL) -p "In the beginning God created" -n 64; \
+	  $(CLI) run -m $(DEFAULT_MODEL) -p "In the beginning God created" -n 64 --seed 1; \
 	else \
 	  echo "default model $(DEFAULT_MODEL) not found: run 'build/pocketllm run -m FILE.gguf -p \"...\"' with a GGUF model"; exit 1; \
 	fi
