@@ -401,6 +401,7 @@ typedef struct pl_plan {
     int64_t over_bytes;        /* total - budget when positive */
     int64_t kv_bytes_per_token;
     int64_t stream_bytes_per_token; /* streaming: bytes read from storage per evaluated step */
+    int64_t stream_window_bytes;    /* streaming: the resident layers and slots (part of weights_copied) */
     int n_ctx, n_batch, n_threads, kv_type;
     int n_ctx_train;
     int max_ctx;               /* largest context (<= n_ctx_train) that fits the budget; 0 = none */
@@ -421,7 +422,7 @@ pl_status pl_plan_model(const pl_model *model, const pl_ctx_params *cp, pl_plan 
  * models and contexts. Byte counts unless named otherwise. */
 typedef struct pl_memory_stats {
     int64_t weights_mapped;   /* bytes of model files mapped */
-    int64_t weights_resident; /* of the weights, in RAM now (mincore of the mappings + copies) */
+    int64_t weights_resident; /* of the weights, in this process's RAM now (mapped pages present + copies) */
     int64_t weights_copied;   /* weights held in anonymous memory */
     int64_t weights_locked;   /* mlock'd mappings */
     int64_t kv_bytes;

@@ -3,7 +3,7 @@
  * the public API (pl_memory_snapshot and friends). Process totals count what
  * the engine holds in anonymous memory (weights copies, KV, scratch, other);
  * MEM_EXTERNAL charges only feed the per-account budgets, since file pages are
- * the kernel's to keep or drop, and are measured with mincore instead.
+ * the kernel's to keep or drop, and are measured from the page tables instead.
  * The reuse cache keeps whole mmap'd blocks keyed by their page-rounded size;
  * its lock is never held while calling into the kernel for new memory.
  */
@@ -221,12 +221,32 @@ void mem_region_remove(const void *p) {
 
 /* ------------------------------------------------------------ public API */
 
-/* Resident bytes of [p, p+n) by mincore, in steps so the vector stays small. */
+/* Bytes of [p, p+n) present in this process's page tables (what RSS
+ * counts), from /proc/self/pagemap (bit 63 = present); where that file is
+ * missing, mincore's page-cache residency instead. */
 static uint64_t mem_resident(const void *p, uint64_t n) {
     const uint64_t pg = mem_page_size();
-    uintptr_t start = (uintptr_t)p / pg * pg, end = ((uintptr_t)p + n + pg - 1) / pg * pg;
-    unsigned char vec[4096];
+    const uintptr_t start = (uintptr_t)p / pg * pg, end = ((uintptr_t)p + n + pg - 1) / pg * pg;
     uint64_t pages = 0;
+    FILE *fp = fopen("/proc/self/pagemap", "rb");
+    if (fp) {
+        uint64_t ent[512];
+        int ok = fseeko(fp, (off_t)(start / pg * 8), SEEK_SET) == 0;
+        for (uintptr_t at = start; ok && at < end;) {
+            size_t np = (size_t)((end - at) / pg);
+            if (np > 512) np = 512;
+            if (fread(ent, 8, np, fp) != np) ok = 0;
+            for (size_t i = 0; ok && i < np; i++) pages += ent[i] >> 63;
+            at += np * pg;
+        }
+        fclose(fp);
+        if (ok) {
+            const uint64_t b = pages * pg;
+            return b < n ? b : n;
+        }
+        pages = 0;
+    }
+    unsigned char vec[4096];
     for (uintptr_t at = start; at < end;) {
         uint64_t np = (end - at) / pg;
         if (np > sizeof vec) np = sizeof vec;
@@ -234,7 +254,7 @@ static uint64_t mem_resident(const void *p, uint64_t n) {
         for (uint64_t i = 0; i < np; i++) pages += vec[i] & 1;
         at += np * pg;
     }
-    uint64_t b = pages * pg;
+    const uint64_t b = pages * pg;
     return b < n ? b : n;
 }
 

@@ -58,10 +58,10 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
-static void layer_forward(pl_ctx *ctx, int il, int T, int pos0) {
+/* l: the layer's weights (m->layers[il], or a streaming window's copy) */
+static void layer_forward(pl_ctx *ctx, const model_layer *l, int il, int T, int pos0) {
     const pl_model *m = ctx->model;
     const model_hparams *hp = &m->hp;
-    const model_layer *l = &m->layers[il];
     const int C = hp->n_embd, H = hp->n_head, G = hp->n_head_kv, D = hp->head_dim, F = hp->n_ff;
     const int HD = H * D, GD = G * D;
     pl_pool *pool = ctx->pool;
@@ -120,7 +120,13 @@ static pl_status forward_step(pl_ctx *ctx, const pl_token *toks, int T, int firs
         for (int t = 0; t < T; t++)
             et->to_float((const uint8_t *)m->tok_embd.data + (size_t)toks[t] * erow, ctx->x + (size_t)t * C, C);
     }
-    for (int il = il0; il < hp->n_layer; il++) layer_forward(ctx, il, T, ctx->pos);
+    for (int il = il0; il < hp->n_layer; il++) {
+        const model_layer *l = &m->layers[il];
+        pl_status st = ctx->stream ? stream_take(ctx->stream, il, &l) : PL_OK; /* waits for a streamed layer */
+        if (st) return st;
+        layer_forward(ctx, l, il, T, ctx->pos);
+        if (ctx->stream) stream_give(ctx->stream, il);
+    }
     const int n_out = T - first_logit;
     if (n_out <= 0) return PL_OK;
     for (int t = first_logit; t < T; t++)

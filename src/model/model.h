@@ -101,7 +101,7 @@ struct pl_ctx {
     size_t kv_block_bytes, scratch_block_bytes;
     uint64_t charged_ext;    /* MEM_EXTERNAL charged for this context (embedding rows, threads) */
     int kv_type;             /* pl_kv_type */
-    struct model_stream *stream; /* the layer window when the model streams (stream.c) */
+    struct model_stream *stream; /* the layer window when the model streams (stream.c), else NULL */
 };
 
 /* Memory policy (model_mem.c). Before the image is mapped: resolve the
@@ -118,6 +118,15 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p);
 void model_mem_ctx_release(pl_ctx *c);
 /* Options of a context as the plan sees them (threads, batch resolved). */
 void model_mem_opts(const pl_model *m, const pl_ctx_params *p, plan_opts *o);
+
+/* Streaming layers (stream.c): a window of n_pinned resident layers and
+ * n_slots slots the others cycle through, charged to acct. stream_take
+ * waits for layer il (in forward order) and lends it until stream_give. */
+typedef struct model_stream model_stream;
+pl_status stream_new(pl_model *m, int n_pinned, int n_slots, mem_account *acct, model_stream **out);
+void stream_free(model_stream *s, mem_account *acct);
+pl_status stream_take(model_stream *s, int il, const model_layer **out);
+void stream_give(model_stream *s, int il);
 
 /* Load a model from an image `open` makes (api.c): budget precheck of
  * image_bytes of address space, open, plan, tokenizer, weights. */

@@ -23,6 +23,8 @@ static double mm_mib(uint64_t n) { return (double)n / 1048576.0; }
 
 void model_mem_opts(const pl_model *m, const pl_ctx_params *p, plan_opts *o) {
     plan_opts_from_params(&m->pm, &m->params, p, o);
+    /* decided at load: the load charged the layers as mapped or not */
+    o->stream = m->streaming ? PL_STREAM_ON : PL_STREAM_OFF;
     if (m->image_copy) o->no_mmap = true;
     else if (m->gguf) o->copied_bytes = m->gguf->copied_bytes;
 }
@@ -158,6 +160,8 @@ pl_status model_mem_load(pl_model *m, const pl_model_params *p) {
     if (p->no_mmap && p->mlock)
         return pl_fail(PL_ERR_INVALID_ARG, "--mlock locks a mapping; with --no-mmap the weights are already in memory");
     if (p->stream < 0 || p->stream > PL_STREAM_AUTO) return pl_fail(PL_ERR_INVALID_ARG, "unknown stream mode %d", p->stream);
+    if (p->stream == PL_STREAM_ON && (p->no_mmap || p->mlock))
+        return pl_fail(PL_ERR_INVALID_ARG, "--stream reads layers from the mapped file: not with --no-mmap or --mlock");
 
     /* the smallest context this model can have: if even that does not fit,
      * refuse now, before a page is read */
@@ -233,7 +237,7 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p) {
     /* what this context adds beyond its blocks: embedding rows it will touch,
      * its threads (the model's load charged the one-token figures) */
     const uint64_t fixed = m->charged_ext + m->charged_tok + m->charged_copy + (m->image_copy ? m->image_copy_bytes : 0);
-    const uint64_t blocks = (uint64_t)(pl.kv_bytes + pl.scratch_bytes) + (uint64_t)(pl.stream ? pl.weights_copied : 0);
+    const uint64_t blocks = (uint64_t)(pl.kv_bytes + pl.scratch_bytes + pl.stream_window_bytes);
     const uint64_t extra = (uint64_t)pl.total_bytes > fixed + blocks ? (uint64_t)pl.total_bytes - fixed - blocks : 0;
     if ((st = mem_charge(&m->acct, MEM_EXTERNAL, extra, "the context's embedding rows and threads"))) return st;
     c->charged_ext = extra;
@@ -261,12 +265,20 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p) {
     c->rope_cos = (float *)(s + L.off[PB_ROPE_COS]);
     c->rope_sin = (float *)(s + L.off[PB_ROPE_SIN]);
     c->act_scratch = s + L.off[PB_ACT];
+    if (m->streaming) {
+        if (p->device != PL_DEVICE_CPU)
+            return pl_fail(PL_ERR_UNSUPPORTED, "a streaming model runs on the CPU only (the GPU needs its layers resident)");
+        if (!pl.stream) return pl_fail(PL_ERR_INTERNAL, "a streaming model planned a context without a window");
+        if ((st = stream_new(m, pl.n_layer_resident, pl.n_stream_slots, &m->acct, &c->stream))) return st;
+    }
     return PL_OK;
 }
 
 void model_mem_ctx_release(pl_ctx *c) {
     if (!c || !c->model) return;
     mem_account *a = &c->model->acct;
+    stream_free(c->stream, a);
+    c->stream = NULL;
     mem_free(a, MEM_KV, c->kv_block, c->kv_block_bytes);
     mem_free(a, MEM_SCRATCH, c->scratch_block, c->scratch_block_bytes);
     c->kv_block = c->scratch_block = NULL;

@@ -301,6 +301,8 @@ typedef struct plan_parts {
 static pl_status plan_parts_make(const plan_model *pm, const plan_opts *o, bool stream, uint64_t rss_limit,
                                  plan_parts *p) {
     memset(p, 0, sizeof *p);
+    if (stream && (o->no_mmap || o->mlock))
+        return pl_fail(PL_ERR_INVALID_ARG, "streaming reads layers from the mapped file: not with --no-mmap or --mlock");
     plan_ctx_layout L;
     pl_status st = plan_ctx_layout_make(pm, o, &L);
     if (st) return st;
@@ -341,7 +343,7 @@ static pl_status plan_parts_make(const plan_model *pm, const plan_opts *o, bool 
             if (!rss_limit) window = pm->layers_bytes + (uint64_t)pm->n_layer * pm->slot_bytes;
         }
         if ((st = plan_stream_make(pm, window, &p->st))) return st;
-        p->stream = p->st.n_slots > 0;
+        p->stream = true; /* a window that holds every layer just reads nothing per token */
         p->copied += p->st.window_bytes;
         p->resident += p->st.window_bytes;
         p->stream_step = p->st.bytes_per_step;
@@ -432,6 +434,7 @@ pl_status plan_compute(const plan_model *pm, const plan_opts *o, const plan_limi
     out->n_layer_resident = p.stream ? p.st.n_pinned : pm->n_layer;
     out->n_stream_slots = p.stream ? p.st.n_slots : 0;
     out->stream_bytes_per_token = (int64_t)p.stream_step;
+    out->stream_window_bytes = p.stream ? (int64_t)p.st.window_bytes : 0;
     {
         plan_ctx_layout L;
         if (plan_ctx_layout_make(pm, o, &L) == PL_OK)
