@@ -23,6 +23,7 @@
 #define TG_NR 16  /* columns of the register tile */
 #define TG_KC 256 /* K block */
 #define TG_NC 256 /* column block: B's KC x NC block (256 KB) stays in L2 */
+#define TG_MC 96  /* row block of A packed at once (96 KB, on the stack) */
 
 static int tg_use_avx2(void) {
     static int cached = -1;
@@ -148,36 +149,42 @@ typedef struct tg_job {
     bool acc;
 } tg_job;
 
-/* Blocked as BLIS does it, less the B packing: a column block of NC and a K
- * block of KC keep B's block (KC x NC) in L2; each 6-row sliver of A is
- * packed k-major on the stack so the tile reads it sequentially, whatever
- * A's strides (a transposed A would otherwise touch a new line per k). */
+/* Blocked as BLIS does it, less the B packing: per K block of KC, a block of
+ * MC rows of A is packed once, k-major in slivers of 6 rows (the tile then
+ * reads it sequentially, whatever A's strides), and reused over every column
+ * block of NC, whose B block (KC x NC) stays in L2 across the slivers. */
 static void tg_rows(const tg_job *j, int i0, int i1) {
     const bool avx2 = tg_use_avx2();
-    float apack[TG_MR * TG_KC];
-    for (int jc = 0; jc < j->N; jc += TG_NC) {
-        const int jend = j->N - jc < TG_NC ? j->N : jc + TG_NC;
-        for (int k0 = 0; k0 < j->K; k0 += TG_KC) {
-            const int kc = j->K - k0 < TG_KC ? j->K - k0 : TG_KC;
-            const bool add = j->acc || k0 > 0;
-            for (int i = i0; i < i1; i += TG_MR) {
-                const int ni = i1 - i < TG_MR ? i1 - i : TG_MR;
-                const float *a = j->A + i * j->asi + k0 * j->ask;
-                const bool packed = avx2 && ni == TG_MR;
-                if (packed)
+    float apack[TG_MC * TG_KC];
+    for (int k0 = 0; k0 < j->K; k0 += TG_KC) {
+        const int kc = j->K - k0 < TG_KC ? j->K - k0 : TG_KC;
+        const bool add = j->acc || k0 > 0;
+        for (int ic = i0; ic < i1; ic += TG_MC) {
+            const int iend = i1 - ic < TG_MC ? i1 : ic + TG_MC;
+            if (avx2)
+                for (int i = ic; i + TG_MR <= iend; i += TG_MR) {
+                    const float *a = j->A + i * j->asi + k0 * j->ask;
+                    float *dst = apack + (size_t)(i - ic) * kc;
                     for (int k = 0; k < kc; k++)
-                        for (int r = 0; r < TG_MR; r++) apack[k * TG_MR + r] = a[r * j->asi + k * j->ask];
-                for (int c = jc; c < jend; c += TG_NR) {
-                    const int nj = jend - c < TG_NR ? jend - c : TG_NR;
-                    const float *b = j->B + k0 * j->ldb + c;
-                    float *cm = j->C + i * j->ldc + c;
+                        for (int r = 0; r < TG_MR; r++) dst[k * TG_MR + r] = a[r * j->asi + k * j->ask];
+                }
+            for (int jc = 0; jc < j->N; jc += TG_NC) {
+                const int jend = j->N - jc < TG_NC ? j->N : jc + TG_NC;
+                for (int i = ic; i < iend; i += TG_MR) {
+                    const int ni = iend - i < TG_MR ? iend - i : TG_MR;
+                    const float *a = j->A + i * j->asi + k0 * j->ask;
+                    for (int c = jc; c < jend; c += TG_NR) {
+                        const int nj = jend - c < TG_NR ? jend - c : TG_NR;
+                        const float *b = j->B + k0 * j->ldb + c;
+                        float *cm = j->C + i * j->ldc + c;
 #if TG_HAVE_X86
-                    if (packed && nj == TG_NR) {
-                        tg_tile_avx2(kc, apack, 1, TG_MR, b, j->ldb, cm, j->ldc, add);
-                        continue;
-                    }
+                        if (avx2 && ni == TG_MR && nj == TG_NR) {
+                            tg_tile_avx2(kc, apack + (size_t)(i - ic) * kc, 1, TG_MR, b, j->ldb, cm, j->ldc, add);
+                            continue;
+                        }
 #endif
-                    tg_tile_generic(ni, nj, kc, a, j->asi, j->ask, b, j->ldb, cm, j->ldc, add);
+                        tg_tile_generic(ni, nj, kc, a, j->asi, j->ask, b, j->ldb, cm, j->ldc, add);
+                    }
                 }
             }
         }
