@@ -4,7 +4,8 @@
  * evenly over the depth, so reading overlaps with their compute), and
  * n_slots slots through which the other layers cycle. A loader thread reads
  * the streamed layers in the order the forward pass will use them, each as
- * one large pread of its file span, up to n_slots ahead; the forward pass
+ * one large read of its file span (O_DIRECT where the file system allows,
+ * bypassing the page cache), up to n_slots ahead; the forward pass
  * takes a layer (waiting only if the read is not done), computes, and hands
  * the slot back. The page cache is never relied on: a layer read is a layer
  * resident, and nothing else of the layers is touched through the mapping.
@@ -19,6 +20,7 @@
 #include "model.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -44,6 +46,8 @@ struct model_stream {
     uint64_t produced, consumed;
     bool quit;
     pl_status err;         /* a failed read: every later take fails with it */
+    int *dfd;              /* per image source: an O_DIRECT descriptor, -1 = read buffered */
+    int n_dfd;
     char err_msg[512];
 };
 
@@ -68,7 +72,26 @@ static model_layer stream_rebase(const pl_model *m, int il, uint8_t *b) {
     return l;
 }
 
-/* Read layer il's span into buffer b (pread from the files behind the image). */
+/* Read [foff, foff+n) of a piece into dst with O_DIRECT: whole pages from
+ * the page boundary below foff (dst - foff % pg must be page-aligned and the
+ * buffer must have room up to the page boundary above). The page cache is
+ * bypassed: no readahead waste, nothing for a cgroup to reclaim. -1 when the
+ * file system refuses (the caller reads buffered), 0 done, else an error. */
+static int stream_read_direct(int dfd, uint8_t *dst, uint64_t foff, uint64_t n, uint64_t pg) {
+    const uint64_t a0 = foff / pg * pg, need = foff + n, a1 = (need + pg - 1) / pg * pg;
+    uint8_t *d0 = dst - (foff - a0);
+    for (uint64_t at = a0; at < need;) {
+        const size_t want = a1 - at > (64u << 20) ? (64u << 20) : (size_t)(a1 - at);
+        const ssize_t got = pread(dfd, d0 + (at - a0), want, (off_t)at);
+        if (got < 0 && errno == EINTR) continue;
+        if (got < 0) return at == a0 && errno == EINVAL ? -1 : 1;
+        if (got == 0) return 1; /* the file ends before the span */
+        at += (uint64_t)got;
+    }
+    return 0;
+}
+
+/* Read layer il's span into buffer b, from the files behind the image. */
 static pl_status stream_read(model_stream *s, int il, uint8_t *b) {
     const pl_model *m = s->m;
     const plan_layer *pl = &m->pm.layers[il];
@@ -83,6 +106,23 @@ static pl_status stream_read(model_stream *s, int il, uint8_t *b) {
             break;
         }
         if (n > avail) n = avail;
+        /* one piece holds the whole span and its pages line up: direct I/O */
+        int src = -1;
+        for (int i = 0; i < g->n_sources; i++)
+            if (g->sources[i].fd == fd) src = i;
+        uint8_t *d = dst + (at - pl->start);
+        if (src >= 0 && s->dfd[src] >= 0 && at == pl->start && n == pl->end - at && ((uintptr_t)d - foff) % s->pg == 0) {
+            const int r = stream_read_direct(s->dfd[src], d, foff, n, s->pg);
+            if (r == 0) {
+                mem_note_read(n);
+                break;
+            }
+            if (r > 0)
+                return pl_fail(PL_ERR_IO, "%s: streaming layer %d: direct read failed at byte %llu: %s", m->name, il,
+                               (unsigned long long)foff, strerror(errno));
+            close(s->dfd[src]); /* refused: read this piece buffered from now on */
+            s->dfd[src] = -1;
+        }
         while (n) {
             const size_t want = n > (256u << 20) ? (256u << 20) : (size_t)n;
             const ssize_t got = pread(fd, dst + (at - pl->start), want, (off_t)foff);
@@ -166,6 +206,9 @@ void stream_free(model_stream *s, mem_account *acct) {
         pthread_mutex_unlock(&s->mu);
         pthread_join(s->thread, NULL);
     }
+    for (int i = 0; i < s->n_dfd; i++)
+        if (s->dfd[i] >= 0) close(s->dfd[i]);
+    free(s->dfd);
     pthread_mutex_destroy(&s->mu);
     pthread_cond_destroy(&s->cv);
     mem_free(acct, MEM_WEIGHTS, s->window, s->window_bytes);
@@ -196,10 +239,24 @@ pl_status stream_new(pl_model *m, int n_pinned, int n_slots, mem_account *acct, 
     s->order_pos = calloc((size_t)L, sizeof *s->order_pos);
     s->pinned = calloc((size_t)L, sizeof *s->pinned);
     s->slot = calloc((size_t)(n_slots ? n_slots : 1), sizeof *s->slot);
+    s->dfd = calloc((size_t)(m->gguf->n_sources ? m->gguf->n_sources : 1), sizeof *s->dfd);
+    if (s->dfd) {
+        s->n_dfd = m->gguf->n_sources;
+        for (int i = 0; i < s->n_dfd; i++) s->dfd[i] = -1;
+    }
     pl_status st = PL_OK;
-    if (!s->order || !s->order_pos || !s->pinned || !s->slot) {
+    if (!s->order || !s->order_pos || !s->pinned || !s->slot || !s->dfd) {
         st = pl_fail(PL_ERR_NOMEM, "stream: out of memory");
         goto fail;
+    }
+    /* a second descriptor per file for O_DIRECT reads (PL_STREAM_BUFFERED=1 turns it off) */
+    const char *buffered = getenv("PL_STREAM_BUFFERED");
+    for (int i = 0; i < s->n_dfd; i++) {
+        const int fd = m->gguf->sources[i].fd;
+        if (fd < 0 || (buffered && *buffered == '1')) continue;
+        char path[64];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        s->dfd[i] = open(path, O_RDONLY | O_CLOEXEC | O_DIRECT);
     }
     if ((st = mem_alloc(acct, MEM_WEIGHTS, s->window_bytes, true, "the streaming window", (void **)&s->window))) goto fail;
     int p = 0;
