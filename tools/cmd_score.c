@@ -5,6 +5,8 @@
  */
 #include "cli.h"
 
+#include "../src/kernels/kernels.h"
+
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,13 +19,10 @@ static void score_usage(FILE *fp) {
             "  {\"pos\":i,\"argmax\":id,\"logprob_next\":x}   (logprob_next omitted at the last position)\n");
 }
 
-/* log-softmax of logits[target], in double */
+/* log-softmax of logits[target]: the dispatched (SIMD) log-sum-exp, which is
+ * what perplexity spends most of its non-matmul time on */
 double cli_logprob(const float *logits, int n_vocab, int target) {
-    double mx = logits[0];
-    for (int i = 1; i < n_vocab; i++) mx = logits[i] > mx ? logits[i] : mx;
-    double sum = 0.0;
-    for (int i = 0; i < n_vocab; i++) sum += exp((double)logits[i] - mx);
-    return (double)logits[target] - mx - log(sum);
+    return (double)logits[target] - (double)kern_logsumexp(logits, n_vocab);
 }
 
 int cli_argmax(const float *logits, int n_vocab) {
