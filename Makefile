@@ -135,6 +135,7 @@ build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz-lib
 
 bench: all
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	bench/run_cpu.sh $(B)
 
 clean:
 	rm -rf build build-asan build-fuzz
