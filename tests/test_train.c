@@ -456,6 +456,32 @@ static void test_finetune_lowers_val_loss(void) {
     finetune(p, true, 30, 1e-2f);
 }
 
+/* The shipped default model (trained by pocketllm train, see README) is a
+ * trained model: on the shared KJV validation text, which has verse numbers
+ * and chapter titles its training text lacked, its loss is far below the
+ * uniform ln(2048) = 7.62 an untrained model starts from. */
+static void test_default_model(void) {
+    const char *val_txt = shared_path("text/kjv-val.txt");
+    if (!val_txt) SKIP("../shared/text/kjv-val.txt not found");
+    pl_model *base;
+    train_model *m;
+    train_graph *g;
+    train_data val;
+    REQUIRE(pl_model_load("models/pocket-kjv.gguf", NULL, &base) == PL_OK, "%s", pl_last_error());
+    CHECK(pl_model_n_vocab(base) == 2048 && !strcmp(pl_model_arch(base), "llama"), "unexpected model");
+    REQUIRE(train_data_from_text(base, val_txt, &val) == PL_OK, "%s", pl_last_error());
+    REQUIRE(train_model_from_base(base, 128, &m) == PL_OK, "%s", pl_last_error());
+    train_plan plan;
+    REQUIRE(train_plan_fit(m, 4, 128, 2, 0, -1, &plan) == PL_OK && train_graph_new(m, &plan, &g) == PL_OK, "%s",
+            pl_last_error());
+    const double loss = val_loss(g, &val, 4, 128, 4, pl_model_bos(m->base));
+    fprintf(stderr, "  models/pocket-kjv.gguf: loss %.3f on kjv-val.txt (uniform 7.62)\n", loss);
+    CHECK(loss < 4.5, "the default model's loss %.3f is not that of a trained model", loss);
+    train_graph_free(g);
+    train_model_free(m);
+    train_data_free(&val);
+}
+
 int main(void) {
     RUN(test_forward_stories260k);
     RUN(test_forward_qwen2);
@@ -465,5 +491,6 @@ int main(void) {
     RUN(test_save_and_reload);
     RUN(test_lora_adapter_and_merge);
     RUN(test_finetune_lowers_val_loss);
+    RUN(test_default_model);
     TEST_END();
 }
