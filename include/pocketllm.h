@@ -473,6 +473,59 @@ pl_status pl_model_load_sources(const pl_model_source *src, int n, const pl_mode
  * lowercase hex digits and a NUL. */
 pl_status pl_sha256_file(const char *path, uint64_t offset, uint64_t size, char hex[65]);
 
+/* Per-device variants (src/plan/manifest*.c): a JSON manifest lists the
+ * variants of one model (quant type, files with sizes and SHA-256, the
+ * numbers a memory plan needs); picking plans each one against a budget
+ * without reading any model file, and chooses the best quality that fits
+ * with its largest context. */
+typedef struct pl_manifest pl_manifest;
+/* Read a manifest; file paths are taken relative to its folder. */
+pl_status pl_manifest_load(const char *path, pl_manifest **out);
+/* The same from text (base_dir: the folder paths are relative to; may be NULL). */
+pl_status pl_manifest_parse(const char *json, size_t len, const char *base_dir, pl_manifest **out);
+void pl_manifest_free(pl_manifest *m);
+int pl_manifest_n_variants(const pl_manifest *m);
+
+typedef struct pl_variant_info {
+    const char *name;          /* "q4_k_m" (valid while the manifest lives) */
+    const char *quant;         /* "Q4_K_M" */
+    double bits_per_weight;    /* the quality order: more is better */
+    int64_t n_params;
+    int64_t bytes;             /* all its files */
+    int64_t min_memory;        /* plan total with a 512-token context (or the trained one if shorter) */
+    const char *memory_class;  /* smallest device profile that holds min_memory ("" if none) */
+    int n_files;
+    int n_ctx_train;
+} pl_variant_info;
+pl_status pl_manifest_variant(const pl_manifest *m, int i, pl_variant_info *out);
+/* File j of variant i: its path (relative ones resolved against the manifest's
+ * folder), bytes, and SHA-256 (NULL when not listed). NULL past the end. */
+const char *pl_manifest_file(const pl_manifest *m, int i, int j, int64_t *bytes, const char **sha256);
+
+typedef struct pl_pick_params {
+    uint64_t budget_bytes; /* 0 = pl_budget_detect() (unless profile is set) */
+    const char *profile;   /* a device profile's budget instead (pl_device_profile_find) */
+    int min_ctx;           /* a variant must fit at least this context; 0 = 512 (or n_ctx_train if less) */
+    int max_ctx;           /* do not plan beyond this; 0 = n_ctx_train */
+    int n_threads;         /* 0 = 4 */
+    int kv_type;           /* pl_kv_type */
+} pl_pick_params;
+
+typedef struct pl_pick {
+    int variant;           /* index into the manifest */
+    int n_ctx;             /* the largest context that fits (<= max_ctx) */
+    pl_plan plan;          /* the plan at that context */
+} pl_pick;
+
+pl_pick_params pl_pick_default_params(void);
+/* PL_ERR_BUDGET (naming what the smallest variant needs) when none fits. */
+pl_status pl_manifest_pick(const pl_manifest *m, const pl_pick_params *params, pl_pick *out);
+/* A manifest (malloc'd JSON text, free()) for n model files; any piece of a
+ * split set stands for the set. base_dir: where the manifest will live
+ * (paths inside it are written relative to it); may be NULL. */
+pl_status pl_manifest_pack(const char *const *paths, int n, const char *model_name, const char *base_dir,
+                           char **json_out);
+
 #ifdef __cplusplus
 }
 #endif

@@ -25,6 +25,8 @@ int cmd_plan(int argc, char **argv);
 int cmd_split(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
 int cmd_make_random(int argc, char **argv);
+int cmd_pack(int argc, char **argv);
+int cmd_pick(int argc, char **argv);
 
 /* Print "pocketllm: <what>: <pl_last_error()>" to stderr; returns 1. */
 int cli_fail(const char *what);

@@ -37,6 +37,8 @@ static const command k_commands[] = {
     {"plan", cmd_plan, "memory plan of a model: weights, KV, scratch, total vs the budget"},
     {"split", cmd_split, "cut a model into gguf-split files or raw chunks (with SHA-256 sums)"},
     {"merge", cmd_merge, "put split files or raw chunks back into one GGUF"},
+    {"pack", cmd_pack, "write a manifest of per-device variants (sizes, SHA-256, memory needs)"},
+    {"pick", cmd_pick, "choose the variant and context that fit a device's budget"},
     {"make-random", cmd_make_random, "write a llama GGUF with random weights (e.g. 1B q4_0) for measurements"},
     {"bench", cmd_bench, "prompt/generation speed, bytes per token, share of memory bandwidth"},
     {"version", cmd_version, "print the version"},

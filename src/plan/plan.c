@@ -87,6 +87,17 @@ static int plan_layer_of(gguf_str name) {
     return i > 4 && i < name.len && name.ptr[i] == '.' ? n : -1;
 }
 
+pl_status plan_check_sizes(const plan_model *pm, const char *what) {
+    /* bounds that keep every product in a plan far from 2^64 */
+    if (pm->n_embd > PLAN_MAX_DIM || pm->n_ff > PLAN_MAX_FF || pm->n_layer > PLAN_MAX_LAYERS || pm->n_head > PLAN_MAX_DIM ||
+        pm->n_head_kv > PLAN_MAX_DIM || pm->head_dim > PLAN_MAX_DIM || (int64_t)pm->n_head * pm->head_dim > PLAN_MAX_DIM ||
+        pm->n_ctx_train > PLAN_MAX_CTX || pm->n_vocab > PLAN_MAX_FF)
+        return pl_fail(PL_ERR_FORMAT, "%s: implausible sizes (embd %d, ffn %d, layers %d, heads %d/%d of %d, context %d, vocab %d)",
+                       what, pm->n_embd, pm->n_ff, pm->n_layer, pm->n_head, pm->n_head_kv, pm->head_dim, pm->n_ctx_train,
+                       pm->n_vocab);
+    return PL_OK;
+}
+
 void plan_model_clear(plan_model *pm) {
     if (!pm) return;
     free(pm->layers);
@@ -118,11 +129,13 @@ pl_status plan_describe(const gguf_file *f, plan_model *pm) {
         return pl_fail(PL_ERR_FORMAT, "%s: head dimension %d / rope dimensions %d out of range", f->path, pm->head_dim,
                        pm->n_rot);
     if (pm->n_ctx_train <= 0) pm->n_ctx_train = 2048;
+    if ((st = plan_check_sizes(pm, f->path))) return st;
 
     const gguf_kv *toks = gguf_get_kv(f, "tokenizer.ggml.tokens");
     const gguf_tensor *emb = gguf_find_tensor(f, "token_embd.weight");
     if (!emb) return pl_fail(PL_ERR_FORMAT, "%s: tensor 'token_embd.weight' is missing", f->path);
-    pm->n_vocab = toks && toks->type == GGUF_TYPE_ARRAY ? (int)toks->arr_n : (int)emb->ne[1];
+    pm->n_vocab = toks && toks->type == GGUF_TYPE_ARRAY && toks->arr_n <= PLAN_MAX_FF ? (int)toks->arr_n
+                                                                                     : (int)(emb->ne[1] <= PLAN_MAX_FF ? emb->ne[1] : 0);
     if (pm->n_vocab <= 0 || emb->ne[1] != pm->n_vocab)
         return pl_fail(PL_ERR_FORMAT, "%s: token_embd.weight has %lld rows but the vocabulary has %d tokens", f->path,
                        (long long)emb->ne[1], pm->n_vocab);
@@ -397,6 +410,9 @@ uint64_t plan_fixed_bytes(const plan_model *pm, const plan_opts *o) {
 
 pl_status plan_compute(const plan_model *pm, const plan_opts *o, const plan_limits *lim, pl_plan *out) {
     memset(out, 0, sizeof *out);
+    if (o->n_ctx < 1 || o->n_ctx > PLAN_MAX_CTX || o->n_batch < 1 || o->n_threads < 1 || o->n_threads > 4096)
+        return pl_fail(PL_ERR_INVALID_ARG, "plan: context %d (1..%d), batch %d, threads %d out of range", o->n_ctx,
+                       PLAN_MAX_CTX, o->n_batch, o->n_threads);
     plan_parts p;
     bool no_window = false;
     pl_status st = plan_at(pm, o, o->n_ctx, lim, &p);

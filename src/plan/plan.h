@@ -29,6 +29,12 @@ typedef struct plan_layer {
     uint64_t tensor_bytes; /* sum of its tensors' bytes */
 } plan_layer;
 
+/* Sizes a plan accepts (products of them stay far below 2^64). */
+#define PLAN_MAX_DIM (1 << 20)
+#define PLAN_MAX_FF (1 << 24)
+#define PLAN_MAX_LAYERS (1 << 16)
+#define PLAN_MAX_CTX (1 << 24)
+
 /* Distinct matmul weight shapes (type, n_in): what the matmul scratch depends on. */
 #define PLAN_MAX_SHAPES 32
 
@@ -54,6 +60,8 @@ typedef struct plan_model {
  * when the file is not a model pocketllm can run. Free with plan_model_clear. */
 pl_status plan_describe(const gguf_file *f, plan_model *out);
 void plan_model_clear(plan_model *pm);
+/* PL_ERR_FORMAT when a size passes the PLAN_MAX_* bounds. */
+pl_status plan_check_sizes(const plan_model *pm, const char *what);
 /* Heap bytes the GGUF descriptors and the tokenizer built from f will take. */
 uint64_t plan_tok_bytes(const gguf_file *f);
 
