@@ -232,6 +232,10 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p) {
         if (pl.max_ctx > 0) pl_fail_prefix(st, "the largest context that fits is %d tokens", pl.max_ctx);
         return st;
     }
+    /* plans cover a q8_0 cache (pocketllm plan --kv-type q8_0); the attention
+     * loops and the KV state files read f16 rows only */
+    if (o.kv_type != PL_KV_F16)
+        return pl_fail(PL_ERR_UNSUPPORTED, "a q8_0 KV cache can be planned but not run yet: the attention loops read f16 rows");
     plan_ctx_layout L;
     if ((st = plan_ctx_layout_make(&m->pm, &o, &L))) return st;
     /* what this context adds beyond its blocks: embedding rows it will touch,
