@@ -3,7 +3,7 @@
  * any size, for memory and speed measurements where a real model of that
  * size is not at hand (the default is a 1B-class model: dim 2048, 16
  * layers, 32 heads, 8 KV heads, FFN 8192, tied embeddings). The vocabulary
- * is copied from another GGUF. Weights are uniform with a small spread so
+ * is copied from another GGUF, or a synthetic SentencePiece-style one. Weights are uniform with a small spread so
  * activations stay finite; tensors are generated and quantized one row
  * block at a time and streamed to the file, so memory stays small.
  */
@@ -18,9 +18,11 @@
 
 static void mr_usage(FILE *fp) {
     fprintf(fp,
-            "usage: pocketllm make-random -o FILE --vocab-from GGUF [options]\n"
+            "usage: pocketllm make-random -o FILE [--vocab-from GGUF | --vocab N] [options]\n"
             "  -o, --output FILE      the GGUF to write (a 1B q4_0 model is about 0.7 GB)\n"
             "      --vocab-from GGUF  copy the tokenizer from this file (its vocabulary size is used)\n"
+            "      --vocab N          without --vocab-from: a synthetic SentencePiece-style vocabulary of N\n"
+            "                         tokens (specials, the 256 byte tokens, then fillers; default 32000)\n"
             "      --type T           matrix type: q4_0 (default), q8_0, q4_k, q6_k, f16, f32, ...\n"
             "      --dim N            embedding size (default 2048)\n"
             "      --layers N         (default 16)    --heads N (default 32)    --kv-heads N (default 8)\n"
@@ -66,9 +68,42 @@ static pl_status mr_write(FILE *fp, const mr_tensor *t, mr_rng *rng, float *tmp,
 
 static bool mr_keep_tokenizer(const char *key) { return strncmp(key, "tokenizer.", 10) != 0; }
 
+/* A SentencePiece-style vocabulary of n tokens: <unk> <s> </s>, the 256
+ * byte tokens <0x00>..<0xFF>, then "▁t<i>" fillers (llama.cpp's layout). */
+static pl_status mr_synthetic_vocab(gguf_writer *w, int n) {
+    char **toks = calloc((size_t)n, sizeof *toks);
+    float *scores = calloc((size_t)n, sizeof *scores);
+    int32_t *types = calloc((size_t)n, sizeof *types);
+    pl_status st = PL_OK;
+    if (!toks || !scores || !types) st = pl_fail(PL_ERR_NOMEM, "out of memory");
+    for (int i = 0; i < n && !st; i++) {
+        char buf[32];
+        if (i == 0) snprintf(buf, sizeof buf, "<unk>");
+        else if (i == 1) snprintf(buf, sizeof buf, "<s>");
+        else if (i == 2) snprintf(buf, sizeof buf, "</s>");
+        else if (i < 259) snprintf(buf, sizeof buf, "<0x%02X>", i - 3);
+        else snprintf(buf, sizeof buf, "\xe2\x96\x81t%d", i - 259);
+        types[i] = i == 0 ? 2 : i < 3 ? 3 : i < 259 ? 6 : 1; /* unknown, control, byte, normal */
+        scores[i] = i < 259 ? 0.0f : -(float)(i - 259);
+        if (!(toks[i] = strdup(buf))) st = pl_fail(PL_ERR_NOMEM, "out of memory");
+    }
+    if (!st) st = gguf_writer_set_str(w, "tokenizer.ggml.model", "llama");
+    if (!st) st = gguf_writer_set_arr(w, "tokenizer.ggml.tokens", GGUF_TYPE_STRING, (const char *const *)toks, (uint64_t)n);
+    if (!st) st = gguf_writer_set_arr(w, "tokenizer.ggml.scores", GGUF_TYPE_FLOAT32, scores, (uint64_t)n);
+    if (!st) st = gguf_writer_set_arr(w, "tokenizer.ggml.token_type", GGUF_TYPE_INT32, types, (uint64_t)n);
+    if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.unknown_token_id", 0);
+    if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.bos_token_id", 1);
+    if (!st) st = gguf_writer_set_u32(w, "tokenizer.ggml.eos_token_id", 2);
+    for (int i = 0; toks && i < n; i++) free(toks[i]);
+    free(toks);
+    free(scores);
+    free(types);
+    return st;
+}
+
 int cmd_make_random(int argc, char **argv) {
     const char *out = NULL, *vocab = NULL, *type_name = "q4_0";
-    int dim = 2048, layers = 16, heads = 32, kv_heads = 8, ffn = 8192, ctx = 2048, untied = 0;
+    int dim = 2048, layers = 16, heads = 32, kv_heads = 8, ffn = 8192, ctx = 2048, untied = 0, n_vocab = 32000;
     unsigned long long seed = 1;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -78,6 +113,7 @@ int cmd_make_random(int argc, char **argv) {
         else if (ARG("-o", "--output")) out = v;
         else if (ARG("--vocab-from", "--vocab-from")) vocab = v;
         else if (ARG("--type", "--type")) type_name = v;
+        else if (ARG("--vocab", "--vocab")) n_vocab = atoi(v);
         else if (ARG("--dim", "--dim")) dim = atoi(v);
         else if (ARG("--layers", "--layers")) layers = atoi(v);
         else if (ARG("--heads", "--heads")) heads = atoi(v);
@@ -93,8 +129,8 @@ int cmd_make_random(int argc, char **argv) {
         }
 #undef ARG
     }
-    if (!out || !vocab) {
-        fprintf(stderr, "pocketllm make-random: -o FILE and --vocab-from GGUF are required\n");
+    if (!out || (!vocab && (n_vocab < 260 || n_vocab > (1 << 22)))) {
+        fprintf(stderr, "pocketllm make-random: -o FILE is required (and --vocab between 260 and 4194304)\n");
         mr_usage(stderr);
         return 2;
     }
@@ -113,14 +149,18 @@ int cmd_make_random(int argc, char **argv) {
         return 2;
     }
     gguf_file *vf = NULL;
-    if (gguf_open(vocab, &vf)) return cli_fail("vocabulary");
-    const gguf_kv *toks = gguf_get_kv(vf, "tokenizer.ggml.tokens");
-    if (!toks || toks->type != GGUF_TYPE_ARRAY) {
-        gguf_close(vf);
-        fprintf(stderr, "pocketllm make-random: %s has no tokenizer.ggml.tokens\n", vocab);
-        return 1;
+    int64_t V = n_vocab;
+    if (vocab) {
+        if (gguf_open(vocab, &vf)) return cli_fail("vocabulary");
+        const gguf_kv *toks = gguf_get_kv(vf, "tokenizer.ggml.tokens");
+        if (!toks || toks->type != GGUF_TYPE_ARRAY) {
+            gguf_close(vf);
+            fprintf(stderr, "pocketllm make-random: %s has no tokenizer.ggml.tokens\n", vocab);
+            return 1;
+        }
+        V = (int64_t)toks->arr_n;
     }
-    const int64_t V = (int64_t)toks->arr_n, C = dim, D = dim / heads, GD = (int64_t)kv_heads * D, F = ffn;
+    const int64_t C = dim, D = dim / heads, GD = (int64_t)kv_heads * D, F = ffn;
     const int n_t = 3 + (untied ? 1 : 0) + 9 * layers;
     mr_tensor *ts = calloc((size_t)n_t, sizeof *ts);
     gguf_writer *w = gguf_writer_new();
@@ -165,7 +205,7 @@ int cmd_make_random(int argc, char **argv) {
     if (!st) st = gguf_writer_set_u32(w, "llama.rope.dimension_count", (uint32_t)D);
     if (!st) st = gguf_writer_set_f32(w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     if (!st) st = gguf_writer_set_f32(w, "llama.rope.freq_base", 10000.0f);
-    if (!st) st = gguf_writer_copy_kv(w, vf, mr_keep_tokenizer);
+    if (!st) st = vf ? gguf_writer_copy_kv(w, vf, mr_keep_tokenizer) : mr_synthetic_vocab(w, (int)V);
     for (int i = 0; i < k && !st; i++) st = gguf_writer_add_tensor(w, ts[i].name, ts[i].type, (uint32_t)ts[i].n_dims, ts[i].ne, NULL);
     if (st) { cli_fail("make-random"); goto out; }
     if (!(fp = fopen(out, "wb"))) {
