@@ -454,7 +454,8 @@ void pl_memory_clear_cache(void);
 /* A GGUF inside an open file (an asset container, a sandbox's descriptor):
  * `size` bytes at `offset` (size 0 = to the end). The descriptor stays the
  * caller's (it is duplicated). Tensors map zero-copy when offset is a
- * multiple of 32; otherwise the image is copied into (accounted) memory. */
+ * multiple of 4 (as zip-aligned assets are); otherwise the image is copied
+ * into (accounted) memory. */
 pl_status pl_model_load_fd(int fd, uint64_t offset, uint64_t size, const pl_model_params *params, pl_model **out);
 
 /* One piece of a model: a file (path, or fd >= 0 with path NULL) range. */

@@ -172,7 +172,7 @@ static void test_offset_and_fd_bit_identical(void) {
     size_t n;
     uint8_t *model = read_all(g_model, &n);
     REQUIRE(model, "read %s", g_model);
-    static const size_t pres[] = {4096, 64, 1000, 3};
+    static const size_t pres[] = {4096, 64, 1000, 1002, 3};
     uint8_t junk[8192];
     for (size_t i = 0; i < sizeof junk; i++) junk[i] = (uint8_t)(i * 131 + 7);
     for (size_t k = 0; k < sizeof pres / sizeof pres[0]; k++) {
@@ -186,7 +186,8 @@ static void test_offset_and_fd_bit_identical(void) {
         REQUIRE(pl_model_load_sources(&src, 1, NULL, &m) == PL_OK, "offset %zu: %s", pre, pl_last_error());
         const int64_t copied = copied_now() - c0;
         CHECK(same_logits(m, "offset"), "offset %zu: logits differ from the plain file", pre);
-        if (pre % 32 == 0) CHECK(copied == 0, "offset %zu is aligned: zero-copy expected, %lld copied", pre, (long long)copied);
+        /* a multiple of 4 keeps every tensor naturally aligned: mapped in place */
+        if (pre % 4 == 0) CHECK(copied == 0, "offset %zu: zero-copy expected, %lld copied", pre, (long long)copied);
         else CHECK(copied == (int64_t)n, "offset %zu is unaligned: the image is copied (%lld of %zu)", pre, (long long)copied, n);
         pl_model_free(m);
         /* as a descriptor the caller keeps */
@@ -370,8 +371,9 @@ static void test_no_mmap_mlock_advice(void) {
     if (st == PL_OK) {
         pl_memory_stats s;
         pl_memory_snapshot(&s);
-        CHECK(s.weights_locked >= (int64_t)n && s.weights_resident >= (int64_t)n, "locked %lld resident %lld",
-              (long long)s.weights_locked, (long long)s.weights_resident);
+        /* locked pages are resident (AddressSanitizer makes mlock a no-op) */
+        CHECK(s.weights_locked >= (int64_t)n && (getenv("PL_ASAN") || s.weights_resident >= (int64_t)n),
+              "locked %lld resident %lld", (long long)s.weights_locked, (long long)s.weights_resident);
         CHECK(same_logits(m, "mlock"), "mlock: logits differ");
         pl_model_free(m);
     } else {

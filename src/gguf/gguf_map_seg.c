@@ -8,11 +8,13 @@
  * in-memory header) is copied with pread into the reservation's anonymous
  * pages. The whole range ends read-only; one munmap in gguf_close frees it.
  *
- * The image base sits at the first piece's offset within its page, so a GGUF
- * at a 32-byte-aligned offset keeps its tensors aligned and maps zero-copy
- * whole; at another offset the first piece is copied instead (tensors would
- * be misaligned in place). Descriptors are dup'ed and kept (streaming reads
- * and checks use them) until gguf_close.
+ * The image base sits at the first piece's offset within its page: the page
+ * holding the GGUF's first byte is mapped with the container's bytes before
+ * it (outside the image, never read) and everything maps zero-copy. That
+ * needs the offset to keep every tensor's natural alignment (4 bytes: f32;
+ * the quant blocks need 2), as zip-aligned assets do; at an odd offset the
+ * first piece is copied instead. Descriptors are dup'ed and kept (streaming
+ * reads and checks use them) until gguf_close.
  */
 #include "gguf_impl.h"
 
@@ -26,6 +28,10 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+
+/* Tensors keep the natural alignment of their element types (f32: 4) when
+ * the image starts at an offset that is a multiple of this. */
+#define GGUF_MAP_MIN_ALIGN 4
 
 static uint64_t seg_down(uint64_t v, uint64_t a) { return v / a * a; }
 static uint64_t seg_up(uint64_t v, uint64_t a) { return (v + a - 1) / a * a; }
@@ -88,7 +94,7 @@ pl_status gguf_open_segments(const gguf_segment *segs, int n, const char *what, 
     /* where image byte 0 lies within its page: the first piece's own page
      * offset when that keeps 32-byte alignment and the piece is a file */
     const gguf_segment *s0 = &segs[0];
-    const bool s0_map = s0->fd >= 0 && s0->offset % GGUF_DEFAULT_ALIGNMENT == 0 && s0->pos == 0;
+    const bool s0_map = s0->fd >= 0 && s0->offset % GGUF_MAP_MIN_ALIGN == 0 && s0->pos == 0;
     const uint64_t head = s0_map ? s0->offset % pg : 0;
     const size_t span = (size_t)seg_up(head + size, pg);
     /* PROT_NONE: a reservation, not data (RLIMIT_DATA counts writable private memory) */
