@@ -185,6 +185,11 @@ pl_status gguf_get_str(const gguf_file *f, const char *key, gguf_str *out);
 uint32_t gguf_get_u32_or(const gguf_file *f, const char *key, uint32_t def);
 float gguf_get_f32_or(const gguf_file *f, const char *key, float def);
 bool gguf_get_bool_or(const gguf_file *f, const char *key, bool def);
+/* "<arch>.<suffix>" as a non-negative int (hyper-parameters such as
+ * "llama.block_count"): absent -> def, or PL_ERR_FORMAT naming the key when
+ * `required`; values above 2^30 are refused as implausible. */
+pl_status gguf_get_arch_int(const gguf_file *f, const char *arch, const char *suffix, bool required, uint32_t def,
+                            int *out);
 /* Array element access; callers bound i by kv->arr_n (an index past it, or an
  * array of another type, gives 0). gguf_arr_f32 also reads FLOAT64 arrays;
  * gguf_arr_int saturates UINT64 values above INT64_MAX. */

@@ -647,3 +647,20 @@ const char *gguf_type_name(gguf_type t) {
     };
     return (unsigned)t < GGUF_TYPE_COUNT ? names[t] : "unknown";
 }
+
+pl_status gguf_get_arch_int(const gguf_file *f, const char *arch, const char *suffix, bool required, uint32_t def,
+                            int *out) {
+    char key[160];
+    snprintf(key, sizeof key, "%s.%s", arch, suffix);
+    if (gguf_find_key(f, key) < 0) {
+        if (required) return pl_fail(PL_ERR_FORMAT, "%s: missing metadata key '%s'", f->path, key);
+        *out = (int)def;
+        return PL_OK;
+    }
+    uint32_t v;
+    pl_status st = gguf_get_u32(f, key, &v);
+    if (st) return st;
+    if (v > (1u << 30)) return pl_fail(PL_ERR_FORMAT, "%s: '%s' = %u is not a plausible value", f->path, key, v);
+    *out = (int)v;
+    return PL_OK;
+}

@@ -10,23 +10,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static pl_status get_hp_u32(const gguf_file *f, const char *arch, const char *suffix, bool required,
-                            uint32_t def, int *out) {
-    char key[128];
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    if (gguf_find_key(f, key) < 0) {
-        if (required) return pl_fail(PL_ERR_FORMAT, "%s: missing metadata key '%s'", f->path, key);
-        *out = (int)def;
-        return PL_OK;
-    }
-    uint32_t v;
-    pl_status st = gguf_get_u32(f, key, &v);
-    if (st) return st;
-    if (v > (1u << 30)) return pl_fail(PL_ERR_FORMAT, "%s: '%s' = %u is not a plausible value", f->path, key, v);
-    *out = (int)v;
-    return PL_OK;
-}
-
 static pl_status get_hp_f32(const gguf_file *f, const char *arch, const char *suffix, float def, float *out) {
     char key[128];
     snprintf(key, sizeof key, "%s.%s", arch, suffix);
@@ -42,29 +25,29 @@ static pl_status read_hparams(pl_model *m) {
     const char *a = m->arch_name;
     model_hparams *hp = &m->hp;
     pl_status st;
-    if ((st = get_hp_u32(f, a, "embedding_length", true, 0, &hp->n_embd)) ||
-        (st = get_hp_u32(f, a, "block_count", true, 0, &hp->n_layer)) ||
-        (st = get_hp_u32(f, a, "attention.head_count", true, 0, &hp->n_head)) ||
-        (st = get_hp_u32(f, a, "feed_forward_length", true, 0, &hp->n_ff)) ||
-        (st = get_hp_u32(f, a, "context_length", false, 2048, &hp->n_ctx_train)))
+    if ((st = gguf_get_arch_int(f, a, "embedding_length", true, 0, &hp->n_embd)) ||
+        (st = gguf_get_arch_int(f, a, "block_count", true, 0, &hp->n_layer)) ||
+        (st = gguf_get_arch_int(f, a, "attention.head_count", true, 0, &hp->n_head)) ||
+        (st = gguf_get_arch_int(f, a, "feed_forward_length", true, 0, &hp->n_ff)) ||
+        (st = gguf_get_arch_int(f, a, "context_length", false, 2048, &hp->n_ctx_train)))
         return st;
-    if ((st = get_hp_u32(f, a, "attention.head_count_kv", false, (uint32_t)hp->n_head, &hp->n_head_kv))) return st;
+    if ((st = gguf_get_arch_int(f, a, "attention.head_count_kv", false, (uint32_t)hp->n_head, &hp->n_head_kv))) return st;
     if (hp->n_embd <= 0 || hp->n_layer <= 0 || hp->n_head <= 0 || hp->n_head_kv <= 0 || hp->n_ff <= 0)
         return pl_fail(PL_ERR_FORMAT, "%s: zero in hyper-parameters (embd %d, layers %d, heads %d/%d, ffn %d)",
                        f->path, hp->n_embd, hp->n_layer, hp->n_head, hp->n_head_kv, hp->n_ff);
     if (hp->n_head % hp->n_head_kv)
         return pl_fail(PL_ERR_FORMAT, "%s: head_count %d is not a multiple of head_count_kv %d", f->path,
                        hp->n_head, hp->n_head_kv);
-    if ((st = get_hp_u32(f, a, "attention.key_length", false, (uint32_t)(hp->n_embd / hp->n_head), &hp->head_dim)))
+    if ((st = gguf_get_arch_int(f, a, "attention.key_length", false, (uint32_t)(hp->n_embd / hp->n_head), &hp->head_dim)))
         return st;
     int vlen;
-    if ((st = get_hp_u32(f, a, "attention.value_length", false, (uint32_t)hp->head_dim, &vlen))) return st;
+    if ((st = gguf_get_arch_int(f, a, "attention.value_length", false, (uint32_t)hp->head_dim, &vlen))) return st;
     if (vlen != hp->head_dim)
         return pl_fail(PL_ERR_UNSUPPORTED, "%s: value_length %d differs from key_length %d", f->path, vlen,
                        hp->head_dim);
     if (hp->head_dim <= 0 || hp->head_dim % 2)
         return pl_fail(PL_ERR_FORMAT, "%s: head dimension %d must be even and positive", f->path, hp->head_dim);
-    if ((st = get_hp_u32(f, a, "rope.dimension_count", false, (uint32_t)hp->head_dim, &hp->n_rot))) return st;
+    if ((st = gguf_get_arch_int(f, a, "rope.dimension_count", false, (uint32_t)hp->head_dim, &hp->n_rot))) return st;
     if (hp->n_rot <= 0 || hp->n_rot > hp->head_dim || hp->n_rot % 2)
         return pl_fail(PL_ERR_FORMAT, "%s: rope.dimension_count %d does not fit head dimension %d", f->path,
                        hp->n_rot, hp->head_dim);

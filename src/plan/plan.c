@@ -21,23 +21,6 @@ static uint64_t plan_round(uint64_t n, uint64_t a) { return (n + a - 1) / a * a;
 
 /* ------------------------------------------------------------ describe */
 
-static pl_status plan_u32(const gguf_file *f, const char *arch, const char *suffix, bool required, uint32_t def,
-                          int *out) {
-    char key[160];
-    snprintf(key, sizeof key, "%s.%s", arch, suffix);
-    if (gguf_find_key(f, key) < 0) {
-        if (required) return pl_fail(PL_ERR_FORMAT, "%s: missing metadata key '%s'", f->path, key);
-        *out = (int)def;
-        return PL_OK;
-    }
-    uint32_t v;
-    pl_status st = gguf_get_u32(f, key, &v);
-    if (st) return st;
-    if (v > (1u << 30)) return pl_fail(PL_ERR_FORMAT, "%s: '%s' = %u is not a plausible value", f->path, key, v);
-    *out = (int)v;
-    return PL_OK;
-}
-
 /* Table size the tokenizer and GGUF reader use for n entries (power of two >= 2n). */
 static uint64_t plan_table(uint64_t n) {
     uint64_t s = 16;
@@ -112,19 +95,19 @@ pl_status plan_describe(const gguf_file *f, plan_model *pm) {
     if (arch.len >= sizeof pm->arch) arch.len = sizeof pm->arch - 1;
     memcpy(pm->arch, arch.ptr, arch.len);
     const char *a = pm->arch;
-    if ((st = plan_u32(f, a, "embedding_length", true, 0, &pm->n_embd)) ||
-        (st = plan_u32(f, a, "block_count", true, 0, &pm->n_layer)) ||
-        (st = plan_u32(f, a, "attention.head_count", true, 0, &pm->n_head)) ||
-        (st = plan_u32(f, a, "feed_forward_length", true, 0, &pm->n_ff)) ||
-        (st = plan_u32(f, a, "context_length", false, 2048, &pm->n_ctx_train)))
+    if ((st = gguf_get_arch_int(f, a, "embedding_length", true, 0, &pm->n_embd)) ||
+        (st = gguf_get_arch_int(f, a, "block_count", true, 0, &pm->n_layer)) ||
+        (st = gguf_get_arch_int(f, a, "attention.head_count", true, 0, &pm->n_head)) ||
+        (st = gguf_get_arch_int(f, a, "feed_forward_length", true, 0, &pm->n_ff)) ||
+        (st = gguf_get_arch_int(f, a, "context_length", false, 2048, &pm->n_ctx_train)))
         return st;
-    if ((st = plan_u32(f, a, "attention.head_count_kv", false, (uint32_t)pm->n_head, &pm->n_head_kv))) return st;
+    if ((st = gguf_get_arch_int(f, a, "attention.head_count_kv", false, (uint32_t)pm->n_head, &pm->n_head_kv))) return st;
     if (pm->n_embd <= 0 || pm->n_layer <= 0 || pm->n_head <= 0 || pm->n_head_kv <= 0 || pm->n_ff <= 0)
         return pl_fail(PL_ERR_FORMAT, "%s: zero in hyper-parameters (embd %d, layers %d, heads %d/%d, ffn %d)", f->path,
                        pm->n_embd, pm->n_layer, pm->n_head, pm->n_head_kv, pm->n_ff);
-    if ((st = plan_u32(f, a, "attention.key_length", false, (uint32_t)(pm->n_embd / pm->n_head), &pm->head_dim)))
+    if ((st = gguf_get_arch_int(f, a, "attention.key_length", false, (uint32_t)(pm->n_embd / pm->n_head), &pm->head_dim)))
         return st;
-    if ((st = plan_u32(f, a, "rope.dimension_count", false, (uint32_t)pm->head_dim, &pm->n_rot))) return st;
+    if ((st = gguf_get_arch_int(f, a, "rope.dimension_count", false, (uint32_t)pm->head_dim, &pm->n_rot))) return st;
     if (pm->head_dim <= 0 || pm->n_rot <= 0 || pm->n_rot > pm->head_dim)
         return pl_fail(PL_ERR_FORMAT, "%s: head dimension %d / rope dimensions %d out of range", f->path, pm->head_dim,
                        pm->n_rot);
