@@ -25,54 +25,40 @@
 
 #define SPLIT_MAX 99999
 
-/* "...-00001-of-00003.gguf": 1 with the prefix, shard number (1-based) and count. */
-int gguf_split_name(const char *path, char *prefix, size_t cap, int *no, int *count) {
-    const size_t n = strlen(path);
-    const char *tail = "-00000-of-00000.gguf";
-    const size_t tl = strlen(tail);
+/* Match `path` against a name ending in `tail`, where each '0' of tail stands
+ * for a digit: the digits before index `first_end` of tail make the first
+ * number, the rest the second. 1 with the part before the tail in out. */
+static int match_numbered_tail(const char *path, const char *tail, size_t first_end, char *out, size_t cap, int *no,
+                               int *count) {
+    const size_t n = strlen(path), tl = strlen(tail);
     if (n <= tl) return 0;
     const char *t = path + n - tl;
     int a = 0, b = 0;
     for (size_t i = 0; i < tl; i++) {
         if (tail[i] == '0') {
             if (t[i] < '0' || t[i] > '9') return 0;
-            if (i < 6) a = a * 10 + (t[i] - '0');
+            if (i < first_end) a = a * 10 + (t[i] - '0');
             else b = b * 10 + (t[i] - '0');
         } else if (t[i] != tail[i]) {
             return 0;
         }
     }
     if (a < 1 || b < 1 || a > b || n - tl + 1 > cap) return 0;
-    memcpy(prefix, path, n - tl);
-    prefix[n - tl] = 0;
+    memcpy(out, path, n - tl);
+    out[n - tl] = 0;
     *no = a;
     *count = b;
     return 1;
 }
 
+/* "...-00001-of-00003.gguf": 1 with the prefix, shard number (1-based) and count. */
+int gguf_split_name(const char *path, char *prefix, size_t cap, int *no, int *count) {
+    return match_numbered_tail(path, "-00000-of-00000.gguf", 6, prefix, cap, no, count);
+}
+
 /* "<file>.part-00001-of-00004": 1 with the file name, part number and count. */
 int gguf_part_name(const char *path, char *file, size_t cap, int *no, int *count) {
-    const size_t n = strlen(path);
-    const char *tail = ".part-00000-of-00000";
-    const size_t tl = strlen(tail);
-    if (n <= tl) return 0;
-    const char *t = path + n - tl;
-    int a = 0, b = 0;
-    for (size_t i = 0; i < tl; i++) {
-        if (tail[i] == '0') {
-            if (t[i] < '0' || t[i] > '9') return 0;
-            if (i < 11) a = a * 10 + (t[i] - '0');
-            else b = b * 10 + (t[i] - '0');
-        } else if (t[i] != tail[i]) {
-            return 0;
-        }
-    }
-    if (a < 1 || b < 1 || a > b || n - tl + 1 > cap) return 0;
-    memcpy(file, path, n - tl);
-    file[n - tl] = 0;
-    *no = a;
-    *count = b;
-    return 1;
+    return match_numbered_tail(path, ".part-00000-of-00000", 11, file, cap, no, count);
 }
 
 void gguf_paths_free(char **paths, int n) {
