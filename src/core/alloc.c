@@ -258,9 +258,8 @@ static uint64_t mem_resident(const void *p, uint64_t n) {
     return b < n ? b : n;
 }
 
-/* "Key:   123 kB" from /proc/self/status, in bytes; 0 when absent. */
-static uint64_t mem_proc_status(const char *key) {
-    FILE *fp = fopen("/proc/self/status", "r");
+uint64_t alloc_proc_kb(const char *path, const char *key) {
+    FILE *fp = fopen(path, "r");
     if (!fp) return 0;
     char line[256];
     uint64_t v = 0;
@@ -292,8 +291,8 @@ void pl_memory_snapshot(pl_memory_stats *s) {
     s->other_bytes = (int64_t)atomic_load(&g_kind[MEM_OTHER]);
     s->active_bytes = (int64_t)atomic_load(&g_used);
     s->peak_bytes = (int64_t)atomic_load(&g_peak);
-    s->rss_bytes = (int64_t)mem_proc_status("VmRSS");
-    s->rss_peak_bytes = (int64_t)mem_proc_status("VmHWM");
+    s->rss_bytes = (int64_t)alloc_proc_kb("/proc/self/status", "VmRSS");
+    s->rss_peak_bytes = (int64_t)alloc_proc_kb("/proc/self/status", "VmHWM");
     struct rusage ru;
     if (getrusage(RUSAGE_SELF, &ru) == 0) {
         s->minor_faults = ru.ru_minflt;

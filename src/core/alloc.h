@@ -74,4 +74,8 @@ void mem_note_read(uint64_t n);
 /* Page size of this system (cached). */
 uint64_t mem_page_size(void);
 
+/* "Key:  123 kB" of a /proc file (/proc/self/status, /proc/meminfo) in
+ * bytes; 0 when the file or key is absent. */
+uint64_t alloc_proc_kb(const char *path, const char *key);
+
 #endif

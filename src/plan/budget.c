@@ -62,22 +62,6 @@ static int budget_read(const char *path, char *buf, size_t cap) {
     return n > 0;
 }
 
-/* "Key:  123 kB" of a /proc file, in bytes; 0 when absent. */
-static uint64_t budget_proc_kb(const char *path, const char *key) {
-    FILE *fp = fopen(path, "r");
-    if (!fp) return 0;
-    char line[256];
-    uint64_t v = 0;
-    const size_t kl = strlen(key);
-    while (fgets(line, sizeof line, fp))
-        if (!strncmp(line, key, kl) && line[kl] == ':') {
-            v = strtoull(line + kl + 1, NULL, 10) * 1024;
-            break;
-        }
-    fclose(fp);
-    return v;
-}
-
 /* The limit file's value: a number, or 0 for "max" / the v1 no-limit value. */
 static uint64_t budget_limit_value(const char *path) {
     char buf[64];
@@ -204,8 +188,8 @@ pl_status plan_budget_detect_at(const char *root, pl_budget *b) {
     memset(b, 0, sizeof *b);
     char path[512];
     snprintf(path, sizeof path, "%s/proc/meminfo", root);
-    b->phys_bytes = budget_proc_kb(path, "MemTotal");
-    b->avail_bytes = budget_proc_kb(path, "MemAvailable");
+    b->phys_bytes = alloc_proc_kb(path, "MemTotal");
+    b->avail_bytes = alloc_proc_kb(path, "MemAvailable");
     if (!b->phys_bytes && !*root) {
         long pages = sysconf(_SC_PHYS_PAGES);
         if (pages > 0) b->phys_bytes = (uint64_t)pages * mem_page_size();
@@ -214,11 +198,11 @@ pl_status plan_budget_detect_at(const char *root, pl_budget *b) {
     snprintf(path, sizeof path, "%s/proc/self/status", root);
     struct rlimit rl;
     if (getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        const uint64_t used = budget_proc_kb(path, "VmSize");
+        const uint64_t used = alloc_proc_kb(path, "VmSize");
         b->rlimit_as_bytes = rl.rlim_cur > used ? rl.rlim_cur - used : 1;
     }
     if (getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) {
-        const uint64_t used = budget_proc_kb(path, "VmData");
+        const uint64_t used = alloc_proc_kb(path, "VmData");
         b->rlimit_data_bytes = rl.rlim_cur > used ? rl.rlim_cur - used : 1;
     }
     const char *env = getenv("PL_BUDGET");
