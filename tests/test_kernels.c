@@ -100,7 +100,7 @@ static double *dequant(uint32_t type, const void *row, int64_t n) {
     return d;
 }
 
-static const char *k_level_names[KERN_LEVEL_COUNT] = {"scalar", "avx2", "avx512"};
+static const char *k_level_names[KERN_LEVEL_COUNT] = {"scalar", "avx2", "avx512", "neon", "dotprod"};
 
 /* Calls fn once per distinct kernel level this CPU runs. */
 static void for_each_level(void (*fn)(kern_level level)) {

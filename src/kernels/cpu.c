@@ -92,6 +92,7 @@ const kern_cpu *kern_cpu_features(void) {
 
 kern_level kern_cpu_level(void) {
     const kern_cpu *c = kern_cpu_features();
+    if (c->neon) return c->dotprod ? KERN_DOTPROD : KERN_NEON;
     if (!(c->avx2 && c->fma && c->f16c)) return KERN_SCALAR;
     if (c->avx512f && c->avx512bw && c->avx512vl && c->avx512dq) return KERN_AVX512;
     return KERN_AVX2;

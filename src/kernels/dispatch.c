@@ -29,7 +29,18 @@ static const level_desc k_levels[KERN_LEVEL_COUNT] = {
 #else
     [KERN_AVX2] = {"avx2", {NULL}},
 #endif
-    [KERN_AVX512] = {"avx512", {NULL}}, /* no AVX-512 kernels yet: runs the AVX2 ones */
+#ifdef KERN_HAVE_AVX512
+    [KERN_AVX512] = {"avx512", {kern_avx512_install}},
+#else
+    [KERN_AVX512] = {"avx512", {NULL}},
+#endif
+#ifdef KERN_HAVE_NEON
+    [KERN_NEON] = {"neon", {kern_neon_install}},
+    [KERN_DOTPROD] = {"dotprod", {kern_dotprod_install}},
+#else
+    [KERN_NEON] = {"neon", {NULL}},
+    [KERN_DOTPROD] = {"dotprod", {NULL}},
+#endif
 };
 
 _Atomic(const kern_ops *) kern_g_ops;

@@ -90,6 +90,13 @@ void kern_ref_attn_values_f16(float *out, const float *w, const pl_fp16 *v, size
 void kern_avx2_install_dots(kern_ops *ops);  /* x86_avx2.c: vec_dot, from_float */
 void kern_avx2_install_ops(kern_ops *ops);   /* x86_avx2_ops.c: float kernels */
 void kern_avx2_install_gemm(kern_ops *ops);  /* x86_avx2_gemm.c: tiled matmul */
+#define KERN_HAVE_AVX512 1
+void kern_avx512_install(kern_ops *ops);     /* x86_avx512*.c: on top of the AVX2 level */
+#endif
+#if defined(__aarch64__)
+#define KERN_HAVE_NEON 1
+void kern_neon_install(kern_ops *ops);    /* arm_neon*.c: Advanced SIMD */
+void kern_dotprod_install(kern_ops *ops); /* arm_dotprod*.c: SDOT (and i8mm when present) */
 #endif
 
 #endif

@@ -20,8 +20,18 @@ typedef struct kern_cpu {
     bool neon, dotprod, i8mm;                      /* aarch64 */
 } kern_cpu;
 
-/* Kernel levels, ordered: a level may use everything below it. */
-typedef enum kern_level { KERN_SCALAR = 0, KERN_AVX2 = 1, KERN_AVX512 = 2, KERN_LEVEL_COUNT } kern_level;
+/* Kernel levels, ordered: a level may use everything below it. x86 and ARM
+ * share one ladder: a build has installers only for its own architecture's
+ * rungs, so on ARM the x86 rungs install nothing and are skipped, and the
+ * reverse on x86 (the CPU never reports the other architecture's levels). */
+typedef enum kern_level {
+    KERN_SCALAR = 0,
+    KERN_AVX2 = 1,    /* x86: AVX2 + FMA + F16C */
+    KERN_AVX512 = 2,  /* x86: AVX-512 F/BW/VL/DQ (VNNI used when present) */
+    KERN_NEON = 3,    /* aarch64: Advanced SIMD, fp16 conversions */
+    KERN_DOTPROD = 4, /* aarch64: + SDOT/UDOT (i8mm used when present) */
+    KERN_LEVEL_COUNT
+} kern_level;
 
 const kern_cpu *kern_cpu_features(void);
 /* The best level this CPU supports (whether or not kernels exist for it). */
@@ -29,9 +39,9 @@ kern_level kern_cpu_level(void);
 
 /* The level in use: at first use, the best level that both the CPU supports
  * and this build has kernels for, lowered by the environment variable
- * PL_KERNELS=scalar|avx2|avx512 (a level above that is ignored). */
+ * PL_KERNELS=scalar|avx2|avx512|neon|dotprod (a level above that is ignored). */
 kern_level kern_level_get(void);
-/* Name of the level in use ("scalar", "avx2"). */
+/* Name of the level in use ("scalar", "avx2", "neon", ...). */
 const char *kern_level_name(void);
 /* Level from its name, or -1. */
 int kern_level_from_name(const char *name);
