@@ -11,7 +11,7 @@
 #include <stdio.h>
 
 static inline int rm_write(const rm_spec *s, const char *path) {
-    pl_status st = model_write_random(s, path);
+    pl_status st = model_write_random(s, path, NULL);
     if (st) fprintf(stderr, "  %s\n", pl_last_error());
     return st == PL_OK;
 }
