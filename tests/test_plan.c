@@ -12,12 +12,16 @@
  *    child gets a clean PL_ERR_BUDGET (no OOM kill), and a limit that holds
  *    the plan runs generation inside it;
  *  - budget detection parses cgroup v1/v2 trees (fake /proc and /sys);
+ *  - LoRA-merged copies are charged and planned: the plan of base + adapter
+ *    is within the same rule of `pocketllm run --lora`'s peak RSS, and a
+ *    budget that holds the base but not the copies refuses the adapter;
  *  - the allocator's limits, peaks, snapshots and reuse cache.
  */
 #include "test.h"
 
 #include "core/alloc.h"
 #include "gguf/gguf.h"
+#include "model/random_model.h"
 #include "plan/plan.h"
 #include "pocketllm.h"
 #include "tokenizer/tokenizer.h"
@@ -46,9 +50,11 @@ static double mib(int64_t n) { return (double)n / 1048576.0; }
 
 /* Peak RSS (bytes) of `pocketllm run` filling a context of n_ctx, from the
  * kernel's accounting of the child; 0 on failure. */
-static int64_t run_peak_rss(const char *model, int n_ctx) {
+static int64_t run_peak_rss(const char *model, int n_ctx, const char *lora) {
     char ctx[16];
     snprintf(ctx, sizeof ctx, "%d", n_ctx);
+    char *argv[] = {g_cli, "run", "-m", (char *)model, "-c", ctx, "-n", "-1", "--ignore-eos", "--ids", "-t", "1", "--temp", "0",
+                    lora ? "--lora" : NULL, (char *)lora, NULL};
     pid_t pid = fork();
     if (pid < 0) return 0;
     if (pid == 0) {
@@ -57,8 +63,7 @@ static int64_t run_peak_rss(const char *model, int n_ctx) {
             dup2(devnull, 1);
             dup2(devnull, 2);
         }
-        execl(g_cli, g_cli, "run", "-m", model, "-c", ctx, "-n", "-1", "--ignore-eos", "--ids", "-t", "1", "--temp", "0",
-              (char *)NULL);
+        execv(g_cli, argv);
         _exit(127);
     }
     int status;
@@ -82,8 +87,8 @@ static void test_plan_matches_measured_rss(void) {
         cp.n_threads = 1;
         pl_plan p;
         REQUIRE(pl_plan_file(path, NULL, &cp, &p) == PL_OK, "plan %s: %s", path, pl_last_error());
-        int64_t rss = run_peak_rss(path, n_ctx);
-        if (rss == 0) rss = run_peak_rss(path, n_ctx); /* once more: the binary may have been relinked meanwhile */
+        int64_t rss = run_peak_rss(path, n_ctx, NULL);
+        if (rss == 0) rss = run_peak_rss(path, n_ctx, NULL); /* once more: the binary may have been relinked meanwhile */
         REQUIRE(rss > 0, "pocketllm run -m %s failed", path);
         const int64_t diff = rss > p.total_bytes ? rss - p.total_bytes : p.total_bytes - rss;
         const int64_t tol = p.total_bytes / 20 > (8 << 20) ? p.total_bytes / 20 : (8 << 20);
@@ -95,6 +100,102 @@ static void test_plan_matches_measured_rss(void) {
         n++;
     }
     if (!n) SKIP("no shared models");
+}
+
+/* ------------------------------------------------------------ LoRA copies */
+
+enum { LR_C = 512, LR_L = 4, LR_F = 1536, LR_GD = 256, LR_R = 4 };
+
+/* An adapter of rank LR_R for all seven matrices of every layer (llama.cpp's
+ * layout: lora_a [n_in, R], lora_b [R, n_out]). */
+static int write_adapter(const char *path) {
+    static const struct { const char *name; int n_in, n_out; } mats[] = {
+        {"attn_q", LR_C, LR_C}, {"attn_k", LR_C, LR_GD}, {"attn_v", LR_C, LR_GD}, {"attn_output", LR_C, LR_C},
+        {"ffn_gate", LR_C, LR_F}, {"ffn_up", LR_C, LR_F}, {"ffn_down", LR_F, LR_C}};
+    static float a[LR_F * LR_R], b[LR_F * LR_R];
+    uint64_t rng = 5;
+    for (int i = 0; i < LR_F * LR_R; i++) a[i] = 0.05f * rm_unif(&rng), b[i] = 0.05f * rm_unif(&rng);
+    gguf_writer *w = gguf_writer_new();
+    int ok = w && !gguf_writer_set_str(w, "general.architecture", "llama") &&
+             !gguf_writer_set_str(w, "general.type", "adapter") && !gguf_writer_set_str(w, "adapter.type", "lora") &&
+             !gguf_writer_set_f32(w, "adapter.lora.alpha", 8.0f);
+    for (int l = 0; ok && l < LR_L; l++)
+        for (size_t i = 0; ok && i < sizeof mats / sizeof mats[0]; i++) {
+            char nm[96];
+            const int64_t ne_a[2] = {mats[i].n_in, LR_R}, ne_b[2] = {LR_R, mats[i].n_out};
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_a", l, mats[i].name);
+            ok = !gguf_writer_add_tensor(w, nm, QT_F32, 2, ne_a, a);
+            snprintf(nm, sizeof nm, "blk.%d.%s.weight.lora_b", l, mats[i].name);
+            ok = ok && !gguf_writer_add_tensor(w, nm, QT_F32, 2, ne_b, b);
+        }
+    ok = ok && !gguf_writer_write_file(w, path);
+    gguf_writer_free(w);
+    return ok;
+}
+
+static void test_lora_planned_and_charged(void) {
+    char base[600], ad[600];
+    snprintf(base, sizeof base, "%s/lora_base.gguf", g_tmp);
+    snprintf(ad, sizeof ad, "%s/lora.gguf", g_tmp);
+    const rm_spec s = {.arch = "llama", .C = LR_C, .L = LR_L, .H = 8, .G = 4, .D = 64, .F = LR_F, .V = 300, .t_qko = QT_Q8_0,
+                       .t_v = QT_Q8_0, .t_gu = QT_Q8_0, .t_down = QT_Q8_0, .t_embd = QT_Q8_0, .seed = 3};
+    REQUIRE(model_write_random(&s, base, NULL) == PL_OK, "%s", pl_last_error());
+    REQUIRE(write_adapter(ad), "cannot write the adapter: %s", pl_last_error());
+    /* every matrix becomes an f32 copy */
+    const uint64_t copies = (uint64_t)LR_L * 4 * (2 * LR_C * LR_C + 2 * LR_C * LR_GD + 3 * LR_C * LR_F);
+    /* a child's peak first, while this process is small */
+    const int n_ctx = 192;
+    int64_t rss = 0;
+    if (access(g_cli, X_OK) == 0 && !getenv("PL_ASAN")) rss = run_peak_rss(base, n_ctx, ad);
+    pl_model *m = NULL;
+    pl_model_params mp = pl_model_default_params();
+    mp.budget_bytes = PL_BUDGET_NONE;
+    REQUIRE(pl_model_load(base, &mp, &m) == PL_OK, "%s", pl_last_error());
+    pl_ctx_params cp = pl_ctx_default_params(), one = pl_ctx_default_params();
+    cp.n_ctx = n_ctx, cp.n_threads = 1;
+    one.n_ctx = 1, one.n_threads = 1;
+    pl_plan p0, p1, base1;
+    CHECK(pl_plan_model(m, &cp, &p0) == PL_OK && pl_plan_model(m, &one, &base1) == PL_OK, "%s", pl_last_error());
+    const uint64_t w0 = mem_total_kind(MEM_WEIGHTS);
+    CHECK(pl_model_apply_lora(m, ad, 1.0f) == PL_OK, "%s", pl_last_error());
+    const uint64_t charged = mem_total_kind(MEM_WEIGHTS) - w0;
+    CHECK(pl_plan_model(m, &cp, &p1) == PL_OK, "%s", pl_last_error());
+    CHECK(charged == copies, "charged %.2f MiB for %.2f MiB of copies", mib((int64_t)charged), mib((int64_t)copies));
+    CHECK(p1.total_bytes - p0.total_bytes == (int64_t)charged && p1.weights_copied - p0.weights_copied == (int64_t)charged,
+          "plan grew by %.2f MiB, %.2f MiB charged", mib(p1.total_bytes - p0.total_bytes), mib((int64_t)charged));
+    pl_ctx *c = NULL;
+    CHECK(pl_ctx_new(m, &cp, &c) == PL_OK, "a context after the merge: %s", pl_last_error());
+    pl_ctx_free(c);
+    pl_model_free(m);
+    if (rss > 0) {
+        const int64_t diff = rss > p1.total_bytes ? rss - p1.total_bytes : p1.total_bytes - rss;
+        const int64_t tol = p1.total_bytes / 20 > (8 << 20) ? p1.total_bytes / 20 : (8 << 20);
+        printf("   run --lora: plan %.2f MiB (of it copies %.2f)  measured %.2f MiB  (%+.1f%%)\n", mib(p1.total_bytes),
+               mib((int64_t)copies), mib(rss), 100.0 * (double)(rss - p1.total_bytes) / (double)p1.total_bytes);
+        CHECK(diff <= tol, "plan %.2f MiB vs measured peak RSS %.2f MiB", mib(p1.total_bytes), mib(rss));
+    } else if (!getenv("PL_ASAN")) {
+        CHECK(access(g_cli, X_OK) != 0, "pocketllm run --lora failed");
+    }
+    /* a budget that holds the base (at one token) but not the copies */
+    mp.budget_bytes = (uint64_t)base1.total_bytes + copies / 2;
+    REQUIRE(pl_model_load(base, &mp, &m) == PL_OK, "the base alone fits %.1f MiB: %s", mib((int64_t)mp.budget_bytes),
+            pl_last_error());
+    const uint64_t wb = mem_total_kind(MEM_WEIGHTS);
+    CHECK(pl_model_apply_lora(m, ad, 1.0f) == PL_ERR_BUDGET, "an adapter over the budget was merged");
+    const char *msg = pl_last_error();
+    CHECK(strstr(msg, "f32 copies of 28 matrices (48.0 MiB)") && strstr(msg, "over") && strstr(msg, "budget"),
+          "message: %s", msg);
+    printf("   refused: %s\n", msg);
+    CHECK(mem_total_kind(MEM_WEIGHTS) == wb, "a refused merge left %lld bytes charged", (long long)(mem_total_kind(MEM_WEIGHTS) - wb));
+    pl_plan p2;
+    CHECK(pl_plan_model(m, &one, &p2) == PL_OK && p2.total_bytes == base1.total_bytes, "a refused merge changed the plan");
+    pl_model_free(m);
+    /* room for the copies: merged */
+    mp.budget_bytes = (uint64_t)base1.total_bytes + copies + (1u << 20);
+    REQUIRE(pl_model_load(base, &mp, &m) == PL_OK, "%s", pl_last_error());
+    CHECK(pl_model_apply_lora(m, ad, 1.0f) == PL_OK, "budget with room for the copies: %s", pl_last_error());
+    pl_model_free(m);
+    remove(base), remove(ad);
 }
 
 /* ------------------------------------------------------------ parsing, profiles */
@@ -629,6 +730,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     RUN(test_plan_matches_measured_rss);
+    RUN(test_lora_planned_and_charged);
     RUN(test_parse_bytes);
     RUN(test_device_profiles);
     RUN(test_cgroup_detection_fixtures);

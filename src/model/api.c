@@ -83,7 +83,7 @@ pl_status pl_model_load(const char *path, const pl_model_params *params, pl_mode
 void pl_model_free(pl_model *m) {
     if (!m) return;
     free(m->layers);
-    for (int i = 0; i < m->n_owned; i++) free(m->owned[i]);
+    for (int i = 0; i < m->n_owned; i++) mem_free(&m->acct, MEM_WEIGHTS, m->owned[i].p, m->owned[i].bytes);
     free(m->owned);
     tok_free(m->tok);
     model_mem_release(m);

@@ -5,8 +5,11 @@
  * `pocketllm train --lora` writes) is merged into the layer matrices it
  * names: W' = W + scale * alpha/R * B A. A merged matrix is an f32 copy owned
  * by the model (4 bytes per weight; the rest stays mapped), so the forward
- * pass needs no side path. Shapes, names and the architecture are checked
- * before anything changes; on error the model is left as it was.
+ * pass needs no side path. The copies are accounted weights memory: planned
+ * (plan_model.lora_bytes, so later contexts and pl_plan_model include them)
+ * and refused with PL_ERR_BUDGET before any is made when the model's budget
+ * cannot hold them. Shapes, names, the architecture and the budget are
+ * checked before anything changes; on error the model is left as it was.
  */
 #include "model.h"
 
@@ -104,12 +107,34 @@ static float *lora_rows_f32(const gguf_tensor *t) {
     return x;
 }
 
+static double lora_mib(uint64_t n) { return (double)n / 1048576.0; }
+
+/* Will the model hold its merged copies? The one-token plan (what the load
+ * checked) with need more bytes of copies, against the model's limits. */
+static pl_status lora_check_budget(const pl_model *m, uint64_t need, int n) {
+    pl_ctx_params one = pl_ctx_default_params();
+    one.n_ctx = 1;
+    one.n_threads = 1;
+    plan_opts o;
+    model_mem_opts(m, &one, &o);
+    plan_model pm = m->pm; /* shallow: only lora_bytes differs */
+    pm.lora_bytes += need;
+    pl_plan pl;
+    pl_status st = plan_compute(&pm, &o, &m->lim, &pl);
+    if (st || pl.fit == PL_FIT_YES) return st;
+    return pl_fail(PL_ERR_BUDGET,
+                   "merging it makes f32 copies of %d matrices (%.1f MiB): the model with them needs %.1f MiB even "
+                   "with a one-token context, but the budget is %.1f MiB (%s): %.1f MiB over",
+                   n, lora_mib(need), lora_mib((uint64_t)pl.total_bytes), lora_mib((uint64_t)pl.budget_bytes),
+                   pl.budget_source, lora_mib((uint64_t)pl.over_bytes));
+}
+
 pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {
     if (!m || !path) return pl_fail(PL_ERR_INVALID_ARG, "pl_model_apply_lora: model and path are required");
     if (m->vocab_only || !m->layers) return pl_fail(PL_ERR_INVALID_ARG, "pl_model_apply_lora: the model has no weights");
     gguf_file *f = NULL;
     lora_pair *pairs = NULL;
-    float **merged = NULL;
+    model_owned *merged = NULL;
     int n = 0;
     pl_status st = gguf_open(path, &f);
     if (st) goto fail;
@@ -128,9 +153,13 @@ pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {
         goto fail;
     }
     if ((st = lora_collect(m, f, &pairs, &n))) goto fail;
+    /* the copies are planned and refused before any is made */
+    uint64_t need = 0;
+    for (int i = 0; i < n; i++) need += mem_held(sizeof(float) * (size_t)(pairs[i].w->n_in * pairs[i].w->n_out));
+    if ((st = lora_check_budget(m, need, n))) goto fail;
     const float alpha = gguf_get_f32_or(f, "adapter.lora.alpha", 0.0f);
     merged = calloc((size_t)n + 1, sizeof *merged);
-    void **owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + n + 1));
+    model_owned *owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + n + 1));
     if (!merged || !owned) {
         st = pl_fail(PL_ERR_NOMEM, "out of memory");
         goto fail;
@@ -140,10 +169,13 @@ pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {
     for (int i = 0; i < n; i++) {
         const lora_pair *p = &pairs[i];
         const int64_t K = p->w->n_in, O = p->w->n_out, R = p->rank;
-        float *W = malloc(sizeof(float) * (size_t)(K * O));
+        const size_t bytes = sizeof(float) * (size_t)(K * O);
+        void *wp = NULL;
+        if ((st = mem_alloc(&m->acct, MEM_WEIGHTS, bytes, false, "a LoRA-merged matrix", &wp))) goto fail;
+        merged[i] = (model_owned){wp, bytes};
+        float *W = wp;
         float *A = lora_rows_f32(p->a), *B = lora_rows_f32(p->b);
-        merged[i] = W;
-        if (!W || !A || !B) {
+        if (!A || !B) {
             free(A), free(B);
             st = pl_fail(PL_ERR_NOMEM, "out of memory merging a %lld x %lld matrix", (long long)O, (long long)K);
             goto fail;
@@ -163,17 +195,18 @@ pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {
         free(A), free(B);
     }
     for (int i = 0; i < n; i++) {
-        pairs[i].w->data = merged[i];
+        pairs[i].w->data = merged[i].p;
         pairs[i].w->type = QT_F32;
         m->owned[m->n_owned++] = merged[i];
     }
+    m->pm.lora_bytes += need; /* contexts plan with the copies, and do not charge them again */
     free(merged);
     free(pairs);
     gguf_close(f);
     return PL_OK;
 fail:
     if (merged)
-        for (int i = 0; i < n; i++) free(merged[i]);
+        for (int i = 0; i < n; i++) mem_free(&m->acct, MEM_WEIGHTS, merged[i].p, merged[i].bytes);
     free(merged);
     free(pairs);
     gguf_close(f);

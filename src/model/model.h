@@ -43,6 +43,12 @@ typedef struct model_layer {
     kern_matrix w_gate, w_up, w_down;    /* (C -> F), (C -> F), (F -> C) */
 } model_layer;
 
+/* An accounted buffer the model owns (freed with mem_free(acct, MEM_WEIGHTS)). */
+typedef struct model_owned {
+    void *p;
+    size_t bytes;
+} model_owned;
+
 struct pl_model {
     gguf_file *gguf;
     tokenizer *tok;
@@ -54,7 +60,7 @@ struct pl_model {
     const float *out_norm;   /* (C) */
     kern_matrix output;      /* (V rows of C); the embedding when tied */
     model_layer *layers;     /* (L) */
-    void **owned;            /* buffers the model frees (LoRA-merged matrices, lora.c) */
+    model_owned *owned;      /* buffers the model frees (LoRA-merged matrices, lora.c), charged to acct */
     int n_owned;
     /* memory (model_mem.c): the budget every allocation for this model and
      * its contexts is charged to, and the numbers plans are made from */

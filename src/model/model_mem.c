@@ -240,7 +240,8 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p) {
     if ((st = plan_ctx_layout_make(&m->pm, &o, &L))) return st;
     /* what this context adds beyond its blocks: embedding rows it will touch,
      * its threads (the model's load charged the one-token figures) */
-    const uint64_t fixed = m->charged_ext + m->charged_tok + m->charged_copy + (m->image_copy ? m->image_copy_bytes : 0);
+    const uint64_t fixed = m->charged_ext + m->charged_tok + m->charged_copy + (m->image_copy ? m->image_copy_bytes : 0) +
+                           m->pm.lora_bytes; /* charged by pl_model_apply_lora */
     const uint64_t blocks = (uint64_t)(pl.kv_bytes + pl.scratch_bytes + pl.stream_window_bytes);
     const uint64_t extra = (uint64_t)pl.total_bytes > fixed + blocks ? (uint64_t)pl.total_bytes - fixed - blocks : 0;
     if ((st = mem_charge(&m->acct, MEM_EXTERNAL, extra, "the context's embedding rows and threads"))) return st;

@@ -331,6 +331,10 @@ static pl_status plan_parts_make(const plan_model *pm, const plan_opts *o, bool 
             p->mapped = p->resident > p->copied ? p->resident - p->copied : 0;
         }
     }
+    /* matrices a LoRA adapter replaced: f32 copies on top of the image, whose
+     * pages the merge read (mapped figures above keep counting them) */
+    p->copied += pm->lora_bytes;
+    p->resident += pm->lora_bytes;
     if (stream) {
         uint64_t window = o->stream_window_bytes;
         if (!window) {

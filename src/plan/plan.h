@@ -50,6 +50,7 @@ typedef struct plan_model {
     uint64_t embd_row_bytes;  /* one token's row of it */
     uint64_t layers_bytes;    /* tensors of blk.* */
     uint64_t tok_bytes;       /* estimate of the tokenizer and metadata tables */
+    uint64_t lora_bytes;      /* f32 copies of LoRA-merged matrices (accounted anonymous memory, lora.c) */
     int n_shapes;
     struct { uint32_t type; int64_t n_in; } shapes[PLAN_MAX_SHAPES];
     plan_layer *layers;       /* n_layer entries (NULL for a manifest-made description) */
