@@ -1,7 +1,16 @@
 /*
- * Thread pool: workers sleep on a condition variable until the generation
- * counter moves, spin briefly first because the engine issues many short
- * parallel loops per token (a futex wake per loop would dominate small models).
+ * Thread pool with claimed chunks. A job is published as one atomic word,
+ * (generation, chunk count, next chunk); every thread, the caller included,
+ * claims chunks by compare-and-swap on that word until none is left, so work
+ * goes to whichever thread is running. Because the generation and the count
+ * travel in the word, a worker that wakes late can never claim a chunk of a
+ * newer job thinking it belongs to the old one, and the caller may return as
+ * soon as every chunk is done (`done` == count) even if some worker has not
+ * woken yet. Waiting is a short spin then a condition variable, both ways:
+ * workers between jobs (the engine issues many short jobs per token, so a
+ * sleep per job would dominate small models) and the caller for chunks that
+ * other threads claimed but have not finished (their thread may be
+ * descheduled; spinning would only steal its core).
  */
 #include "threads.h"
 
@@ -9,105 +18,221 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 
+/* job word: generation (24 bits) | chunk count (20) | next chunk (20). The
+ * generation only tells jobs apart: a worker would have to stall between
+ * reading the word and its compare-and-swap for 2^24 jobs to be fooled. */
+#define POOL_IDX_BITS 20
+#define POOL_MAX_CHUNKS ((1u << POOL_IDX_BITS) - 1)
+#define POOL_GEN_MASK ((1u << 24) - 1)
+
+enum {
+    POOL_WORKER_SPIN = 1 << 14, /* pause-loops a worker spins for the next job before sleeping */
+    POOL_CALLER_SPIN = 1 << 12, /* pause-loops the caller spins for claimed chunks before sleeping */
+    POOL_MAX_THREADS = 1024
+};
+
 struct pl_pool {
     int n;
     pthread_t *threads;
     pthread_mutex_t mu;
-    pthread_cond_t cv;
-    atomic_uint gen;      /* bumped for each job */
-    atomic_int pending;   /* workers still running the current job */
+    pthread_cond_t wake_cv; /* workers sleep here between jobs */
+    pthread_cond_t done_cv; /* the caller sleeps here for claimed chunks */
+    _Atomic uint64_t job;   /* see POOL_IDX_BITS */
+    atomic_uint done;       /* chunks of the current job finished */
+    atomic_int n_sleeping;  /* workers on wake_cv (or about to be) */
+    atomic_int caller_waiting;
     atomic_int quit;
-    pl_pool_fn fn;
+    uint32_t gen; /* the caller's last generation */
+    /* the current job: written by the caller before it publishes `job`, read
+     * by a thread only after it has claimed one of the job's chunks (so the
+     * job cannot end, and these cannot change, while it reads them) */
+    pl_pool_fn task_fn; /* pool_run, or NULL */
+    pl_pool_range_fn range_fn;
     void *arg;
+    int64_t n_items, chunk;
 };
 
 typedef struct { pl_pool *p; int ith; } worker_arg;
 
-enum { SPIN_ITERS = 20000 };
+/* The pool whose job this thread is running, and its thread index there: a
+ * pool call from inside a job of the same pool runs inline. */
+static _Thread_local pl_pool *tl_pool;
+static _Thread_local int tl_thread;
+
+static inline void pool_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+static inline uint32_t job_gen(uint64_t w) { return (uint32_t)(w >> (2 * POOL_IDX_BITS)); }
+static inline uint32_t job_count(uint64_t w) { return (uint32_t)(w >> POOL_IDX_BITS) & POOL_MAX_CHUNKS; }
+static inline uint32_t job_next(uint64_t w) { return (uint32_t)w & POOL_MAX_CHUNKS; }
+
+static void pool_exec(const pl_pool *p, uint32_t c, uint32_t count, int thread) {
+    if (p->task_fn) {
+        p->task_fn(p->arg, (int)c, (int)count);
+        return;
+    }
+    const int64_t i0 = (int64_t)c * p->chunk;
+    const int64_t i1 = i0 + p->chunk < p->n_items ? i0 + p->chunk : p->n_items;
+    p->range_fn(p->arg, i0, i1, thread);
+}
+
+/* Claims and runs chunks of generation g until none is left; then adds them
+ * to `done` and wakes the caller if it sleeps and this was the last. */
+static void pool_work(pl_pool *p, uint32_t g, int thread) {
+    uint32_t ran = 0, count = 0;
+    uint64_t w = atomic_load_explicit(&p->job, memory_order_acquire);
+    while (job_gen(w) == g && job_next(w) < job_count(w)) {
+        if (!atomic_compare_exchange_weak_explicit(&p->job, &w, w + 1, memory_order_acq_rel, memory_order_acquire))
+            continue; /* w now holds the current word */
+        count = job_count(w);
+        pool_exec(p, job_next(w), count, thread);
+        ran++;
+        w = atomic_load_explicit(&p->job, memory_order_acquire);
+    }
+    if (!ran) return;
+    if (atomic_fetch_add(&p->done, ran) + ran == count && atomic_load(&p->caller_waiting)) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->done_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+}
 
 static void *worker_main(void *v) {
     worker_arg *wa = v;
     pl_pool *p = wa->p;
-    int ith = wa->ith;
+    tl_pool = p;
+    tl_thread = wa->ith;
     free(wa);
-    unsigned seen = 0;
+    uint32_t seen = job_gen(atomic_load(&p->job));
     for (;;) {
-        unsigned g;
-        int spins = 0;
-        while ((g = atomic_load_explicit(&p->gen, memory_order_acquire)) == seen && spins < SPIN_ITERS) spins++;
-        if (g == seen) {
+        uint64_t w = atomic_load_explicit(&p->job, memory_order_acquire);
+        for (int spins = 0; job_gen(w) == seen && spins < POOL_WORKER_SPIN && !atomic_load_explicit(&p->quit, memory_order_relaxed); spins++) {
+            pool_relax();
+            w = atomic_load_explicit(&p->job, memory_order_acquire);
+        }
+        if (job_gen(w) == seen) {
             pthread_mutex_lock(&p->mu);
-            while ((g = atomic_load(&p->gen)) == seen && !atomic_load(&p->quit)) pthread_cond_wait(&p->cv, &p->mu);
+            atomic_fetch_add(&p->n_sleeping, 1);
+            while (job_gen(w = atomic_load(&p->job)) == seen && !atomic_load(&p->quit))
+                pthread_cond_wait(&p->wake_cv, &p->mu);
+            atomic_fetch_sub(&p->n_sleeping, 1);
             pthread_mutex_unlock(&p->mu);
         }
         if (atomic_load(&p->quit)) return NULL;
-        seen = g;
-        p->fn(p->arg, ith, p->n);
-        atomic_fetch_sub_explicit(&p->pending, 1, memory_order_acq_rel);
+        seen = job_gen(w);
+        pool_work(p, seen, tl_thread);
     }
 }
 
 pl_status pool_new(int n_threads, pl_pool **out) {
     *out = NULL;
     if (n_threads < 1) n_threads = 1;
+    if (n_threads > POOL_MAX_THREADS) n_threads = POOL_MAX_THREADS;
     pl_pool *p = calloc(1, sizeof *p);
     if (!p) return pl_fail(PL_ERR_NOMEM, "thread pool: out of memory");
-    p->n = n_threads;
-    pthread_mutex_init(&p->mu, NULL);
-    pthread_cond_init(&p->cv, NULL);
     p->threads = calloc((size_t)n_threads, sizeof *p->threads);
-    if (!p->threads) goto fail;
+    if (!p->threads) {
+        free(p);
+        return pl_fail(PL_ERR_NOMEM, "thread pool: out of memory");
+    }
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->wake_cv, NULL);
+    pthread_cond_init(&p->done_cv, NULL);
+    p->n = 1; /* threads started so far, for pool_free on failure */
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
-        if (!wa) goto fail_threads;
-        wa->p = p;
-        wa->ith = i;
-        if (pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
+        if (wa) *wa = (worker_arg){p, i};
+        if (!wa || pthread_create(&p->threads[i], NULL, worker_main, wa) != 0) {
             free(wa);
-            goto fail_threads;
+            pool_free(p);
+            return pl_fail(PL_ERR_NOMEM, "thread pool: cannot start thread %d of %d", i, n_threads);
         }
-        continue;
-    fail_threads:
-        p->n = i; /* only join the ones started */
-        pool_free(p);
-        return pl_fail(PL_ERR_NOMEM, "thread pool: cannot start thread %d of %d", i, n_threads);
+        p->n = i + 1;
     }
     *out = p;
     return PL_OK;
-fail:
-    free(p);
-    return pl_fail(PL_ERR_NOMEM, "thread pool: out of memory");
 }
 
 void pool_free(pl_pool *p) {
     if (!p) return;
     pthread_mutex_lock(&p->mu);
     atomic_store(&p->quit, 1);
-    atomic_fetch_add(&p->gen, 1);
-    pthread_cond_broadcast(&p->cv);
+    pthread_cond_broadcast(&p->wake_cv);
     pthread_mutex_unlock(&p->mu);
     for (int i = 1; i < p->n; i++) pthread_join(p->threads[i], NULL);
     pthread_mutex_destroy(&p->mu);
-    pthread_cond_destroy(&p->cv);
+    pthread_cond_destroy(&p->wake_cv);
+    pthread_cond_destroy(&p->done_cv);
     free(p->threads);
     free(p);
 }
 
 int pool_size(const pl_pool *p) { return p ? p->n : 1; }
 
+/* Publishes the job set in p, works on it, returns when all chunks are done. */
+static void pool_dispatch(pl_pool *p, uint32_t count) {
+    pl_pool *const saved_pool = tl_pool;
+    const int saved_thread = tl_thread;
+    tl_pool = p;
+    tl_thread = 0;
+    atomic_store_explicit(&p->done, 0, memory_order_relaxed);
+    p->gen = (p->gen + 1) & POOL_GEN_MASK;
+    const uint32_t g = p->gen;
+    atomic_store(&p->job, (uint64_t)g << (2 * POOL_IDX_BITS) | (uint64_t)count << POOL_IDX_BITS);
+    if (atomic_load(&p->n_sleeping) > 0) {
+        pthread_mutex_lock(&p->mu);
+        pthread_cond_broadcast(&p->wake_cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    pool_work(p, g, 0);
+    /* what is left was claimed by other threads: wait for those chunks only */
+    for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < count; spins++) {
+        if (spins < POOL_CALLER_SPIN) {
+            pool_relax();
+            continue;
+        }
+        pthread_mutex_lock(&p->mu);
+        atomic_store(&p->caller_waiting, 1);
+        while (atomic_load(&p->done) < count) pthread_cond_wait(&p->done_cv, &p->mu);
+        atomic_store(&p->caller_waiting, 0);
+        pthread_mutex_unlock(&p->mu);
+    }
+    tl_pool = saved_pool;
+    tl_thread = saved_thread;
+}
+
 void pool_run(pl_pool *p, pl_pool_fn fn, void *arg) {
-    if (!p || p->n == 1) {
-        fn(arg, 0, 1);
+    const int nth = pool_size(p);
+    if (nth == 1 || tl_pool == p) {
+        for (int i = 0; i < nth; i++) fn(arg, i, nth);
         return;
     }
-    p->fn = fn;
+    p->task_fn = fn;
+    p->range_fn = NULL;
     p->arg = arg;
-    atomic_store(&p->pending, p->n - 1);
-    pthread_mutex_lock(&p->mu);
-    atomic_fetch_add_explicit(&p->gen, 1, memory_order_release);
-    pthread_cond_broadcast(&p->cv);
-    pthread_mutex_unlock(&p->mu);
-    fn(arg, 0, p->n);
-    while (atomic_load_explicit(&p->pending, memory_order_acquire) > 0) {
+    pool_dispatch(p, (uint32_t)nth);
+}
+
+void pool_for(pl_pool *p, int64_t n, int64_t chunk, pl_pool_range_fn fn, void *arg) {
+    if (n <= 0) return;
+    const int nth = pool_size(p);
+    if (chunk <= 0) chunk = (n + 4 * nth - 1) / (4 * nth);
+    if ((n + chunk - 1) / chunk > POOL_MAX_CHUNKS) chunk = (n + POOL_MAX_CHUNKS - 1) / POOL_MAX_CHUNKS;
+    const uint32_t count = (uint32_t)((n + chunk - 1) / chunk);
+    if (nth == 1 || count == 1 || tl_pool == p) {
+        const int thread = p && tl_pool == p ? tl_thread : 0;
+        for (int64_t i0 = 0; i0 < n; i0 += chunk) fn(arg, i0, i0 + chunk < n ? i0 + chunk : n, thread);
+        return;
     }
+    p->task_fn = NULL;
+    p->range_fn = fn;
+    p->arg = arg;
+    p->n_items = n;
+    p->chunk = chunk;
+    pool_dispatch(p, count);
 }
