@@ -13,7 +13,9 @@
 #include "test.h"
 
 #include "chat/chat_impl.h"
+#include "core/alloc.h"
 #include "gguf/gguf.h"
+#include "serve/serve.h"
 #include "serve/store.h"
 
 #include <math.h>
@@ -772,6 +774,52 @@ static void test_store_kill9(void) {
     kill9_run(1);
 }
 
+/* ------------------------------------------------------------- server memory */
+
+/* `serve`'s memory figure is the library's plan (what `pocketllm plan`
+ * prints): model + one context equal pl_plan_file's total for the same
+ * options, each further slot adds exactly the KV cache and scratch the
+ * engine then allocates, and a --mem-budget below the figure is refused
+ * before any context is made. */
+static void test_serve_memory_is_the_plan(void) {
+    const char *path = shared_path(STORIES);
+    if (!path) SKIP("%s not in ../shared", STORIES);
+    store *st = NULL;
+    REQUIRE(store_open(tmp_path("serve.db"), &st) == PL_OK, "%s", pl_last_error());
+    pl_ctx_params cp = pl_ctx_default_params();
+    cp.n_ctx = 128;
+    cp.n_threads = 2;
+    pl_plan p;
+    REQUIRE(pl_plan_file(path, NULL, &cp, &p) == PL_OK, "%s", pl_last_error());
+    const uint64_t per_slot = (uint64_t)(p.kv_bytes + p.scratch_bytes);
+    for (int n = 1; n <= 3; n += 2) {
+        serve_engine_params ep = {.model_path = path, .n_slots = n, .n_ctx = 128, .n_threads = 2 * n, .max_queue = 4};
+        serve_engine *e = NULL;
+        const uint64_t blocks0 = mem_total_kind(MEM_KV) + mem_total_kind(MEM_SCRATCH);
+        REQUIRE(serve_engine_new(&ep, st, &e) == PL_OK, "%d slots: %s", n, pl_last_error());
+        const uint64_t blocks = mem_total_kind(MEM_KV) + mem_total_kind(MEM_SCRATCH) - blocks0;
+        serve_memory m;
+        serve_engine_memory(e, &m);
+        CHECK(m.model_bytes == (uint64_t)p.total_bytes - per_slot, "%d slots: model %llu, plan %lld - %llu", n,
+              (unsigned long long)m.model_bytes, (long long)p.total_bytes, (unsigned long long)per_slot);
+        if (n == 1)
+            CHECK(m.model_bytes + m.ctx_bytes == (uint64_t)p.total_bytes, "model + context %llu, plan total %lld",
+                  (unsigned long long)(m.model_bytes + m.ctx_bytes), (long long)p.total_bytes);
+        CHECK(blocks == per_slot * (uint64_t)n && m.ctx_bytes >= blocks && m.ctx_bytes - blocks < (1u << 20),
+              "%d slots: contexts %llu, allocated KV + scratch %llu (plan %llu each)", n, (unsigned long long)m.ctx_bytes,
+              (unsigned long long)blocks, (unsigned long long)per_slot);
+        CHECK(m.plan_bytes == m.model_bytes + m.ctx_bytes + m.overhead_bytes && m.budget_bytes == 0, "sum");
+        serve_engine_free(e);
+        /* a budget one byte short: refused, nothing allocated */
+        ep.mem_budget = m.plan_bytes - 1;
+        const uint64_t kv0 = mem_total_kind(MEM_KV);
+        CHECK(serve_engine_new(&ep, st, &e) == PL_ERR_BUDGET && !e, "%d slots: a budget below the plan accepted", n);
+        CHECK(strstr(pl_last_error(), "--mem-budget") != NULL, "message: %s", pl_last_error());
+        CHECK(mem_total_kind(MEM_KV) == kv0, "a refused engine allocated a KV cache");
+    }
+    store_close(st);
+}
+
 int main(void) {
     snprintf(g_tmpdir, sizeof g_tmpdir, "%s/pl_test_chat_XXXXXX", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
     if (!mkdtemp(g_tmpdir)) {
@@ -791,6 +839,7 @@ int main(void) {
     RUN(test_store_basics);
     RUN(test_store_migrations);
     RUN(test_store_kill9);
+    RUN(test_serve_memory_is_the_plan);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmpdir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", g_tmpdir);

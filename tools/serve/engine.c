@@ -1,8 +1,9 @@
 /*
  * The generation engine of `pocketllm serve`: n slots, each a thread with its
  * own pl_ctx and pl_chat, fed from one FIFO queue, so requests run in arrival
- * order and at most n at a time (the memory plan is model + n contexts; the
- * queue holds requests, not contexts). A slot keeps its KV cache between jobs:
+ * order and at most n at a time (the memory plan is the library's plan of the
+ * model and a context, plus n - 1 more contexts and the server's allowance;
+ * the queue holds requests, not contexts). A slot keeps its KV cache between jobs:
  * a follow-up turn on the same slot evaluates only its new tokens.
  *
  * Locks: engine mu (queue, slot->job, job->slot) before job mu (job output).
@@ -12,6 +13,7 @@
 #include "serve.h"
 
 #include "../../src/core/core.h"
+#include "../../src/plan/plan.h"
 
 #include <errno.h>
 #include <stdio.h>
@@ -213,6 +215,8 @@ static void *slot_main(void *arg) {
     return NULL;
 }
 
+static double serve_mib(uint64_t n) { return (double)n / 1048576.0; }
+
 static uint64_t engine_rss(void) {
     FILE *fp = fopen("/proc/self/statm", "r");
     if (!fp) return 0;
@@ -250,27 +254,34 @@ pl_status serve_engine_new(const serve_engine_params *p, store *st, serve_engine
     pl_chat_params cp = pl_chat_default_params();
     cp.template_name = p->template_name;
     cp.overflow = p->overflow;
-    e->mem.model_bytes = pl_model_file_bytes(e->model);
-    for (int i = 0; i < e->n_slots; i++) {
-        serve_slot *sl = &e->slots[i];
-        sl->e = e;
-        sl->idx = i;
-        if ((s = pl_ctx_new(e->model, &xp, &sl->ctx)) || (s = pl_chat_new(sl->ctx, &cp, &sl->chat))) goto fail;
-        e->mem.ctx_bytes += pl_ctx_memory_bytes(sl->ctx);
-    }
-    e->n_ctx = pl_ctx_n_ctx(e->slots[0].ctx);
+    /* the library's plan of the model and one slot's context (what `pocketllm
+     * plan` prints for these options); each further slot adds its KV cache,
+     * scratch and threads. Checked before any context is made. */
+    pl_plan pl;
+    if ((s = pl_plan_model(e->model, &xp, &pl))) goto fail;
+    const uint64_t per_slot = (uint64_t)(pl.kv_bytes + pl.scratch_bytes);
+    const uint64_t more_threads = plan_overhead_bytes(pl.n_threads * e->n_slots) - plan_overhead_bytes(pl.n_threads);
+    e->mem.model_bytes = (uint64_t)pl.total_bytes - per_slot; /* weights resident, tokenizer, runtime */
+    e->mem.ctx_bytes = per_slot * (uint64_t)e->n_slots + more_threads;
     e->mem.slots = e->n_slots;
     e->mem.overhead_bytes = SERVE_OVERHEAD_BYTES;
     e->mem.plan_bytes = e->mem.model_bytes + e->mem.ctx_bytes + e->mem.overhead_bytes;
     e->mem.budget_bytes = p->mem_budget;
     if (p->mem_budget && e->mem.plan_bytes > p->mem_budget) {
         s = pl_fail(PL_ERR_BUDGET,
-                    "the plan needs %llu MiB (model %llu + %d contexts %llu + overhead %llu) but the budget is %llu MiB",
-                    (unsigned long long)(e->mem.plan_bytes >> 20), (unsigned long long)(e->mem.model_bytes >> 20),
-                    e->n_slots, (unsigned long long)(e->mem.ctx_bytes >> 20),
-                    (unsigned long long)(e->mem.overhead_bytes >> 20), (unsigned long long)(p->mem_budget >> 20));
+                    "the plan needs %.1f MiB (model %.1f + %d contexts of %d tokens %.1f + server %.1f) but --mem-budget "
+                    "is %.1f MiB",
+                    serve_mib(e->mem.plan_bytes), serve_mib(e->mem.model_bytes), e->n_slots, pl.n_ctx,
+                    serve_mib(e->mem.ctx_bytes), serve_mib(e->mem.overhead_bytes), serve_mib(p->mem_budget));
         goto fail;
     }
+    for (int i = 0; i < e->n_slots; i++) {
+        serve_slot *sl = &e->slots[i];
+        sl->e = e;
+        sl->idx = i;
+        if ((s = pl_ctx_new(e->model, &xp, &sl->ctx)) || (s = pl_chat_new(sl->ctx, &cp, &sl->chat))) goto fail;
+    }
+    e->n_ctx = pl_ctx_n_ctx(e->slots[0].ctx);
     for (int i = 0; i < e->n_slots; i++) {
         if (pthread_create(&e->slots[i].th, NULL, slot_main, &e->slots[i]) != 0) {
             s = pl_fail(PL_ERR_NOMEM, "cannot start slot thread %d", i);
