@@ -42,6 +42,9 @@ char *cli_read_file(const char *path, size_t *len);
  * moved past its value, 1; not one -> 0; a bad value -> message, -1. */
 int cli_mem_option(int argc, char **argv, int *i, pl_model_params *mp, pl_ctx_params *cp);
 void cli_mem_usage(FILE *fp);
+/* --kv-type VALUE: "f16" or "q8_0" -> *kv_type (pl_kv_type), 0; else a
+ * message naming opt, -1. */
+int cli_kv_type(const char *opt, const char *v, int *kv_type);
 /* One or two lines: measured memory (snapshot) beside the model's plan. */
 void cli_mem_report(FILE *fp, const pl_model *model, const pl_ctx_params *cp);
 

@@ -76,15 +76,21 @@ int cli_mem_option(int argc, char **argv, int *i, pl_model_params *mp, pl_ctx_pa
         mp->advice = k;
         ++*i;
     } else if (!strcmp(a, "--kv-type")) {
-        if (!strcmp(v, "f16")) cp->kv_type = PL_KV_F16;
-        else if (!strcmp(v, "q8_0")) cp->kv_type = PL_KV_Q8_0;
-        else {
-            fprintf(stderr, "pocketllm: --kv-type: '%s' is not f16 or q8_0\n", v);
-            return -1;
-        }
+        if (cli_kv_type(a, v, &cp->kv_type)) return -1;
         ++*i;
     } else return 0;
     return 1;
+}
+
+int cli_kv_type(const char *opt, const char *v, int *kv_type) {
+    static const struct { const char *name; int type; } k_kv[] = {{"f16", PL_KV_F16}, {"q8_0", PL_KV_Q8_0}};
+    for (size_t k = 0; k < sizeof k_kv / sizeof k_kv[0]; k++)
+        if (!strcmp(v, k_kv[k].name)) {
+            *kv_type = k_kv[k].type;
+            return 0;
+        }
+    fprintf(stderr, "pocketllm: %s: '%s' is not f16 or q8_0\n", opt, v);
+    return -1;
 }
 
 static double cli_mib(int64_t n) { return (double)n / 1048576.0; }

@@ -16,11 +16,12 @@
 
 static void bench_usage(FILE *fp) {
     fprintf(fp,
-            "usage: pocketllm bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--json]\n"
+            "usage: pocketllm bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--kv-type T] [--json]\n"
             "  -p N     prompt tokens evaluated as one batch (pp)\n"
             "  -n N     tokens generated one at a time after the prompt (tg)\n"
             "  -t N     threads (default: all cores)\n"
             "  -r N     repetitions; the best is reported (default 3)\n"
+            "  --kv-type T  KV cache type: f16 (default) or q8_0\n"
             "  --json   one JSON line: pp_tok_s, tg_tok_s, bytes_per_token, gb_s, bandwidth_fraction, mem_bw_gb_s\n");
 }
 
@@ -82,7 +83,7 @@ static double measure_read_bw(pl_pool *pool) {
 
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
-    int n_prompt = 128, n_gen = 32, n_threads = 0, reps = 3, json = 0;
+    int n_prompt = 128, n_gen = 32, n_threads = 0, reps = 3, json = 0, kv_type = PL_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { bench_usage(stdout); return 0; }
@@ -91,6 +92,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-n") && v) { n_gen = atoi(v); i++; }
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) { n_threads = atoi(v); i++; }
         else if (!strcmp(a, "-r") && v) { reps = atoi(v); i++; }
+        else if (!strcmp(a, "--kv-type") && v) { if (cli_kv_type(a, v, &kv_type)) return 2; i++; }
         else if (!strcmp(a, "--json")) json = 1;
         else {
             fprintf(stderr, "pocketllm bench: unknown or incomplete option '%s'\n", a);
@@ -111,6 +113,7 @@ int cmd_bench(int argc, char **argv) {
     xp.n_ctx = n_prompt + n_gen;
     xp.n_batch = n_prompt;
     xp.n_threads = n_threads;
+    xp.kv_type = kv_type;
     if (pl_ctx_new(model, &xp, &ctx)) { cli_fail("context"); goto out; }
     const int V = pl_model_n_vocab(model);
     toks = malloc(sizeof *toks * (size_t)n_prompt);

@@ -27,6 +27,7 @@ static void chat_usage(FILE *fp) {
             "  -n, --n-predict N      most tokens per reply (default 512; -1 = until the context is full)\n"
             "  -c, --ctx N            context size in tokens (default: model's, at most 4096)\n"
             "  -t, --threads N        threads (default: all cores)\n"
+            "      --kv-type T        KV cache type: f16 (default) or q8_0 (--load needs the type it was saved with)\n"
             "      --overflow P       a conversation longer than the context: drop-oldest (default) or refuse\n"
             "      --temp T           temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S   (as in `pocketllm run`)\n"
@@ -172,6 +173,9 @@ int cmd_chat(int argc, char **argv) {
         else if (ARG("-n", "--n-predict")) gp.n_predict = atoi(v);
         else if (ARG("-c", "--ctx")) xp.n_ctx = atoi(v);
         else if (ARG("-t", "--threads")) xp.n_threads = atoi(v);
+        else if (ARG("--kv-type", "--kv-type")) {
+            if (cli_kv_type(a, v, &xp.kv_type)) return 2;
+        }
         else if (ARG("--temp", "--temp")) gp.sampling.temp = (float)atof(v);
         else if (ARG("--top-k", "--top-k")) gp.sampling.top_k = atoi(v);
         else if (ARG("--top-p", "--top-p")) gp.sampling.top_p = (float)atof(v);

@@ -16,16 +16,17 @@
 
 static void ppl_usage(FILE *fp) {
     fprintf(fp,
-            "usage: pocketllm perplexity -m FILE -f TEXT [-c N] [--chunks K] [-t N] [--gpu] [-ngl N]\n"
+            "usage: pocketllm perplexity -m FILE -f TEXT [-c N] [--chunks K] [-t N] [--kv-type T] [--gpu] [-ngl N]\n"
             "  -c, --ctx N     chunk length in tokens (default 256)\n"
             "      --chunks K  score only the first K chunks (default: all)\n"
+            "      --kv-type T KV cache type: f16 (default) or q8_0 (CPU only)\n"
             "      --gpu       evaluate on the CUDA GPU (a build made with make GPU=cuda)\n"
             "  -ngl, --gpu-layers N  only the first N layers on the GPU (implies --gpu)\n");
 }
 
 int cmd_perplexity(int argc, char **argv) {
     const char *model_path = NULL, *text_path = NULL;
-    int n_ctx = 256, max_chunks = -1, n_threads = 0, device = PL_DEVICE_CPU, n_gpu_layers = 0;
+    int n_ctx = 256, max_chunks = -1, n_threads = 0, device = PL_DEVICE_CPU, n_gpu_layers = 0, kv_type = PL_KV_F16;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { ppl_usage(stdout); return 0; }
@@ -33,6 +34,7 @@ int cmd_perplexity(int argc, char **argv) {
         else if ((!strcmp(a, "-f") || !strcmp(a, "--file")) && v) { text_path = v; i++; }
         else if ((!strcmp(a, "-c") || !strcmp(a, "--ctx")) && v) { n_ctx = atoi(v); i++; }
         else if (!strcmp(a, "--chunks") && v) { max_chunks = atoi(v); i++; }
+        else if (!strcmp(a, "--kv-type") && v) { if (cli_kv_type(a, v, &kv_type)) return 2; i++; }
         else if ((!strcmp(a, "-t") || !strcmp(a, "--threads")) && v) { n_threads = atoi(v); i++; }
         else if (!strcmp(a, "--gpu")) device = PL_DEVICE_CUDA;
         else if ((!strcmp(a, "-ngl") || !strcmp(a, "--gpu-layers")) && v) { device = PL_DEVICE_CUDA; n_gpu_layers = atoi(v); i++; }
@@ -68,6 +70,7 @@ int cmd_perplexity(int argc, char **argv) {
     xp.n_ctx = n_ctx;
     xp.n_batch = n_ctx;
     xp.n_threads = n_threads;
+    xp.kv_type = kv_type;
     xp.device = device;
     xp.n_gpu_layers = n_gpu_layers;
     xp.logits_all = 1;

@@ -27,6 +27,7 @@ static void serve_usage(FILE *fp) {
             "      --parallel N       requests generated at once, one context each (default 1)\n"
             "      --queue N          requests that may wait for a slot (default 64; more get 503)\n"
             "  -t, --threads N        threads in all (default: all cores)\n"
+            "      --kv-type T        KV cache type of every slot: f16 (default) or q8_0\n"
             "  -n, --n-predict N      reply length when a request gives none (default 512)\n"
             "      --template NAME    chat template (default: from the model; see `pocketllm chat --help`)\n"
             "      --overflow P       a conversation longer than the context: drop-oldest (default) or refuse\n"
@@ -68,6 +69,9 @@ int cmd_serve(int argc, char **argv) {
         else if (ARG("--parallel", "--parallel")) ep.n_slots = atoi(v);
         else if (ARG("--queue", "--queue")) ep.max_queue = atoi(v);
         else if (ARG("-t", "--threads")) ep.n_threads = atoi(v);
+        else if (ARG("--kv-type", "--kv-type")) {
+            if (cli_kv_type(a, v, &ep.kv_type)) return 2;
+        }
         else if (ARG("-n", "--n-predict")) hp.default_n_predict = atoi(v);
         else if (ARG("--template", "--template")) ep.template_name = v;
         else if (ARG("--max-body", "--max-body")) hp.max_body = (size_t)strtoull(v, NULL, 10);

@@ -62,6 +62,10 @@ typedef struct kern_ops {
     void (*attn_scores_f16)(float *scores, const float *q, const pl_fp16 *k, size_t stride, int P, int D,
                             float scale);
     void (*attn_values_f16)(float *out, const float *w, const pl_fp16 *v, size_t stride, int P, int D);
+    /* Q8_0 KV rows (attn.h; strides in bytes) */
+    void (*attn_scores_q8_0)(float *scores, const block_q8_0 *q, const void *k, size_t stride, int P, int D,
+                             float scale);
+    void (*attn_values_q8_0)(float *out, const float *w, const void *v, size_t stride, int P, int D);
 } kern_ops;
 
 /* The table in use; NULL until the first kern_ops_get(). */
@@ -82,6 +86,9 @@ double kern_ref_logsumexp(const float *x, int n);
 void kern_ref_attn_scores_f16(float *scores, const float *q, const pl_fp16 *k, size_t stride, int P, int D,
                               float scale);
 void kern_ref_attn_values_f16(float *out, const float *w, const pl_fp16 *v, size_t stride, int P, int D);
+void kern_ref_attn_scores_q8_0(float *scores, const block_q8_0 *q, const void *k, size_t stride, int P, int D,
+                               float scale);
+void kern_ref_attn_values_q8_0(float *out, const float *w, const void *v, size_t stride, int P, int D);
 
 /* ISA installers: overwrite the entries they implement. Each exists only in
  * builds for its architecture (x86_avx2*.c compile to nothing elsewhere). */
@@ -90,6 +97,7 @@ void kern_ref_attn_values_f16(float *out, const float *w, const pl_fp16 *v, size
 void kern_avx2_install_dots(kern_ops *ops);  /* x86_avx2.c: vec_dot, from_float */
 void kern_avx2_install_ops(kern_ops *ops);   /* x86_avx2_ops.c: float kernels */
 void kern_avx2_install_gemm(kern_ops *ops);  /* x86_avx2_gemm.c: tiled matmul */
+void kern_avx2_install_attn_q8(kern_ops *ops); /* x86_avx2_attn_q8.c: Q8_0 KV attention */
 #define KERN_HAVE_AVX512 1
 void kern_avx512_install(kern_ops *ops);     /* x86_avx512*.c: on top of the AVX2 level */
 #endif

@@ -42,19 +42,19 @@ static void attn_worker(void *arg, int ith, int nth) {
     pl_ctx *ctx = j->ctx;
     const model_hparams *hp = &ctx->model->hp;
     const int H = hp->n_head, G = hp->n_head_kv, D = hp->head_dim, group = H / G;
-    const size_t kv_row = (size_t)G * D;
-    const pl_fp16 *kc = ctx->k_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
-    const pl_fp16 *vc = ctx->v_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
+    const size_t kv_row = ctx->kv_row_bytes, kv_head = kv_row / (size_t)G; /* bytes */
+    const uint8_t *kc = (const uint8_t *)ctx->k_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
+    const uint8_t *vc = (const uint8_t *)ctx->v_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
     float *scores = ctx->att_scores + (size_t)ith * ctx->n_ctx;
     const float scale = 1.0f / sqrtf((float)D);
     for (int item = ith; item < j->T * H; item += nth) {
         const int t = item / H, h = item % H, g = h / group;
         const int n_pos = j->pos0 + t + 1;
         const float *q = ctx->q + (size_t)t * H * D + (size_t)h * D;
-        kern_attn_scores_f16(scores, q, kc + (size_t)g * D, kv_row, n_pos, D, scale);
+        kern_attn_scores(ctx->kv_qt, scores, q, kc + (size_t)g * kv_head, kv_row, n_pos, D, scale);
         kern_softmax(scores, n_pos);
-        kern_attn_values_f16(ctx->att_out + (size_t)t * H * D + (size_t)h * D, scores, vc + (size_t)g * D, kv_row,
-                             n_pos, D);
+        kern_attn_values(ctx->kv_qt, ctx->att_out + (size_t)t * H * D + (size_t)h * D, scores,
+                         vc + (size_t)g * kv_head, kv_row, n_pos, D);
     }
 }
 
@@ -72,9 +72,9 @@ static void layer_forward(pl_ctx *ctx, const model_layer *l, int il, int T, int 
     kern_matmul(pool, &l->wk, ctx->xn, C, T, ctx->k, GD, l->bk, ctx->act_scratch);
     kern_matmul(pool, &l->wv, ctx->xn, C, T, ctx->v, GD, l->bv, ctx->act_scratch);
 
-    const size_t kv_row = (size_t)GD;
-    pl_fp16 *kc = ctx->k_cache + (size_t)il * ctx->n_ctx * kv_row;
-    pl_fp16 *vc = ctx->v_cache + (size_t)il * ctx->n_ctx * kv_row;
+    const size_t kv_row = ctx->kv_row_bytes;
+    uint8_t *kc = (uint8_t *)ctx->k_cache + (size_t)il * ctx->n_ctx * kv_row;
+    uint8_t *vc = (uint8_t *)ctx->v_cache + (size_t)il * ctx->n_ctx * kv_row;
     for (int t = 0; t < T; t++) {
         float *q = ctx->q + (size_t)t * HD, *k = ctx->k + (size_t)t * GD;
         if (l->q_norm) {
@@ -83,8 +83,8 @@ static void layer_forward(pl_ctx *ctx, const model_layer *l, int il, int T, int 
         }
         rope_apply(ctx, q, H, pos0 + t);
         rope_apply(ctx, k, G, pos0 + t);
-        kern_f32_to_f16_row(kc + (size_t)(pos0 + t) * kv_row, k, (int)kv_row);
-        kern_f32_to_f16_row(vc + (size_t)(pos0 + t) * kv_row, ctx->v + (size_t)t * GD, (int)kv_row);
+        kern_kv_store(ctx->kv_qt, kc + (size_t)(pos0 + t) * kv_row, k, GD);
+        kern_kv_store(ctx->kv_qt, vc + (size_t)(pos0 + t) * kv_row, ctx->v + (size_t)t * GD, GD);
     }
     attn_job aj = {.ctx = ctx, .layer = il, .T = T, .pos0 = pos0};
     pool_run(pool, attn_worker, &aj);

@@ -86,8 +86,11 @@ struct pl_ctx {
     int n_batch;     /* max T per forward step */
     bool logits_all;
     int pos;         /* tokens in the cache */
-    pl_fp16 *k_cache; /* (L, P, G*D) half precision, as llama.cpp's default cache */
-    pl_fp16 *v_cache; /* (L, P, G*D) */
+    /* (L, P) rows of G*D values of type kv_qt: QT_F16 (llama.cpp's default
+     * cache) or QT_Q8_0 (D % 32 == 0, each head starts on a block) */
+    void *k_cache, *v_cache;
+    size_t kv_row_bytes;     /* one row (one layer, one position) */
+    quant_type kv_qt;
     /* scratch for one step of up to n_batch tokens */
     float *x, *xn;           /* (T, C) */
     float *q, *k, *v;        /* (T, H*D), (T, G*D), (T, G*D) */

@@ -123,15 +123,15 @@ static pl_status mm_advise(pl_model *m, int advice) {
 
 /* The message for a model that does not fit. */
 static pl_status mm_refuse(const pl_model *m, const pl_plan *pl, const char *what) {
-    char hint[200] = "";
-    if (!m->params.stream && !m->params.no_mmap && !m->params.mlock)
+    char hint[200] = "", limit[200];
+    if (!m->params.stream && !m->params.no_mmap && !m->params.mlock && pl->limit == PL_LIMIT_BUDGET)
         snprintf(hint, sizeof hint, "; streaming (--stream) keeps only a window of layers resident");
     return pl_fail(PL_ERR_BUDGET,
                    "%s needs %.1f MiB (weights %.1f resident, KV %.1f, scratch %.1f, tokenizer %.1f, runtime %.1f) "
-                   "but the budget is %.1f MiB (%s): %.1f MiB over%s",
+                   "but %s: %.1f MiB over%s",
                    what, mm_mib(pl->total_bytes), mm_mib(pl->weights_resident), mm_mib(pl->kv_bytes),
                    mm_mib(pl->scratch_bytes), mm_mib(pl->tokenizer_bytes), mm_mib(pl->overhead_bytes),
-                   mm_mib(pl->budget_bytes), pl->budget_source, mm_mib(pl->over_bytes), hint);
+                   pl_plan_limit_text(pl, limit, sizeof limit), mm_mib(pl->over_bytes), hint);
 }
 
 pl_status model_mem_precheck(pl_model *m, const pl_model_params *p, const char *what, uint64_t image_bytes) {
@@ -232,12 +232,17 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p) {
         if (pl.max_ctx > 0) pl_fail_prefix(st, "the largest context that fits is %d tokens", pl.max_ctx);
         return st;
     }
-    /* plans cover a q8_0 cache (pocketllm plan --kv-type q8_0); the attention
-     * loops and the KV state files read f16 rows only */
-    if (o.kv_type != PL_KV_F16)
-        return pl_fail(PL_ERR_UNSUPPORTED, "a q8_0 KV cache can be planned but not run yet: the attention loops read f16 rows");
     plan_ctx_layout L;
-    if ((st = plan_ctx_layout_make(&m->pm, &o, &L))) return st;
+    if ((st = plan_ctx_layout_make(&m->pm, &o, &L))) return st; /* refuses a q8_0 cache for D % 32 != 0 */
+    if (o.kv_type == PL_KV_Q8_0) {
+        /* the GPU's cache and attention kernels hold f16 rows */
+        if (p->device != PL_DEVICE_CPU)
+            return pl_fail(PL_ERR_UNSUPPORTED, "a q8_0 KV cache runs on the CPU only: the GPU keeps f16 rows "
+                                               "(use --kv-type f16 with a GPU)");
+        if (m->hp.head_dim > KERN_ATTN_MAX_D)
+            return pl_fail(PL_ERR_UNSUPPORTED, "a q8_0 KV cache serves heads of up to %d values (this model's have %d)",
+                           KERN_ATTN_MAX_D, m->hp.head_dim);
+    }
     /* what this context adds beyond its blocks: embedding rows it will touch,
      * its threads (the model's load charged the one-token figures) */
     const uint64_t fixed = m->charged_ext + m->charged_tok + m->charged_copy + (m->image_copy ? m->image_copy_bytes : 0) +
@@ -253,8 +258,10 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p) {
                         &c->scratch_block)))
         return st;
     c->kv_type = o.kv_type;
-    c->k_cache = (pl_fp16 *)c->kv_block;
-    c->v_cache = (pl_fp16 *)((uint8_t *)c->kv_block + L.kv_bytes / 2);
+    c->kv_qt = o.kv_type == PL_KV_Q8_0 ? QT_Q8_0 : QT_F16;
+    c->kv_row_bytes = (size_t)L.kv_row_bytes;
+    c->k_cache = c->kv_block;
+    c->v_cache = (uint8_t *)c->kv_block + L.kv_bytes / 2;
     uint8_t *s = c->scratch_block;
     c->x = (float *)(s + L.off[PB_X]);
     c->xn = (float *)(s + L.off[PB_XN]);

@@ -250,6 +250,7 @@ pl_status serve_engine_new(const serve_engine_params *p, store *st, serve_engine
     const int threads = p->n_threads > 0 ? p->n_threads : (int)sysconf(_SC_NPROCESSORS_ONLN);
     pl_ctx_params xp = pl_ctx_default_params();
     xp.n_ctx = p->n_ctx;
+    xp.kv_type = p->kv_type;
     xp.n_threads = threads / p->n_slots > 0 ? threads / p->n_slots : 1;
     pl_chat_params cp = pl_chat_default_params();
     cp.template_name = p->template_name;

@@ -119,6 +119,7 @@ typedef struct serve_engine_params {
     pl_chat_overflow overflow;
     const char *kv_dir;          /* save/restore stored chats' KV state here (NULL: off) */
     uint64_t mem_budget;         /* bytes; 0 = unchecked */
+    int kv_type;                 /* pl_kv_type of every slot's KV cache */
 } serve_engine_params;
 
 typedef struct serve_memory {
