@@ -409,7 +409,25 @@ typedef struct pl_plan {
     int stream;                /* 1 when the plan streams layers */
     int n_layer, n_layer_resident, n_stream_slots; /* streaming window: pinned layers + slots */
     char budget_source[48];
+    /* when it does not fit: the limit behind over_bytes (over = need - room) */
+    int limit;                 /* pl_limit */
+    int64_t limit_need_bytes;  /* what the plan needs of it: total_bytes, the data segment or the address space */
+    int64_t limit_room_bytes;  /* what it leaves this process (for the budget: budget_bytes) */
+    int64_t limit_set_bytes;   /* RLIMIT_DATA / RLIMIT_AS as set (0 for the budget) */
 } pl_plan;
+
+/* Which limit a plan that does not fit passes. */
+typedef enum pl_limit {
+    PL_LIMIT_NONE = 0,   /* it fits */
+    PL_LIMIT_BUDGET = 1, /* the resident budget (RAM, cgroup, PL_BUDGET or given) */
+    PL_LIMIT_DATA = 2,   /* RLIMIT_DATA: heap, anonymous mappings and thread stacks */
+    PL_LIMIT_AS = 3      /* RLIMIT_AS: the address space, the model's mapping included */
+} pl_limit;
+
+/* The binding limit in words for messages, e.g. "the budget is 300.0 MiB
+ * (given)" or "RLIMIT_DATA is 512.0 MiB and leaves 5.2 MiB for the 13.0 MiB
+ * of data segment it needs" ("" when the plan fits). Returns buf. */
+const char *pl_plan_limit_text(const pl_plan *p, char *buf, size_t cap);
 
 /* Plan for a file (params may be NULL = defaults). Fails only when the file
  * cannot be read or is not a model; a plan that does not fit is PL_OK with

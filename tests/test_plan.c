@@ -29,6 +29,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <malloc.h>
+#include <math.h>
 #include <signal.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
@@ -471,6 +472,10 @@ static void test_verdicts_and_max_ctx(void) {
     REQUIRE(pl_plan_file(path, &mp, &cp, &p) == PL_OK, "%s", pl_last_error());
     CHECK(p.fit == PL_FIT_SMALLER_CTX && p.max_ctx > 256 && p.max_ctx < 2048, "fit %d max_ctx %d", p.fit, p.max_ctx);
     CHECK(p.over_bytes == p.total_bytes - (int64_t)mp.budget_bytes, "over %lld", (long long)p.over_bytes);
+    CHECK(p.limit == PL_LIMIT_BUDGET && p.limit_need_bytes == p.total_bytes &&
+              p.limit_room_bytes == (int64_t)mp.budget_bytes && big.limit == PL_LIMIT_NONE,
+          "binding limit %d (need %lld, room %lld), %d when it fits", p.limit, (long long)p.limit_need_bytes,
+          (long long)p.limit_room_bytes, big.limit);
     /* the engine agrees: max_ctx is made, max_ctx + 1 is refused */
     const int max_ctx = p.max_ctx;
     pl_model *m = NULL;
@@ -569,13 +574,19 @@ typedef struct limit_case {
     int n_ctx;
 } limit_case;
 
+/* Where a child writes the limit it set and its error message (for the
+ * parent to check the message names that limit). */
+static char g_child_msg[600];
+
 /* Exit codes: 0 loaded and generated, 10 clean PL_ERR_BUDGET, 20 + status otherwise. */
 static int child_load(const void *arg) {
     const limit_case *lc = arg;
+    uint64_t set = 0;
     if (lc->resource >= 0) {
         const uint64_t used = status_kb(lc->resource == RLIMIT_AS ? "VmSize:" : "VmData:");
         struct rlimit rl = {.rlim_cur = used + lc->extra, .rlim_max = RLIM_INFINITY};
         if (setrlimit(lc->resource, &rl) != 0) return 98;
+        set = rl.rlim_cur;
     }
     pl_model *m = NULL;
     pl_ctx *c = NULL;
@@ -597,6 +608,11 @@ static int child_load(const void *arg) {
         st = pl_complete(c, &p, NULL, NULL, NULL);
     }
     if (st) fprintf(stderr, "   child: %s: %s\n", pl_status_name(st), pl_last_error());
+    FILE *fp = g_child_msg[0] ? fopen(g_child_msg, "w") : NULL;
+    if (fp) {
+        fprintf(fp, "%llu\n%s\n", (unsigned long long)set, st ? pl_last_error() : "");
+        fclose(fp);
+    }
     pl_ctx_free(c);
     pl_model_free(m);
     return st == PL_OK ? 0 : st == PL_ERR_BUDGET ? 10 : 20 + (int)st;
@@ -621,11 +637,83 @@ static void test_rlimit_as_smaller_than_model(void) {
     lc.extra = (uint64_t)p.address_bytes + (16u << 20);
     rc = in_child(child_load, &lc, NULL, NULL);
     CHECK(rc == 0, "RLIMIT_AS of the plan (%.1f MiB): child exit %d", mib(p.address_bytes), rc);
-    /* RLIMIT_DATA below the KV cache and scratch */
+    /* RLIMIT_DATA below the KV cache and scratch: the message names it (not
+     * the RAM budget) with the figures the excess comes from */
     lc.resource = RLIMIT_DATA;
     lc.extra = 2u << 20;
+    snprintf(g_child_msg, sizeof g_child_msg, "%s/child_msg.txt", g_tmp);
     rc = in_child(child_load, &lc, NULL, NULL);
     CHECK(rc == 10, "RLIMIT_DATA of 2 MiB: child exit %d", rc);
+    char msg[2048] = "";
+    unsigned long long set = 0;
+    FILE *fp = fopen(g_child_msg, "r");
+    if (fp) {
+        if (fscanf(fp, "%llu\n", &set) != 1) set = 0;
+        size_t n = fread(msg, 1, sizeof msg - 1, fp);
+        msg[n] = 0;
+        fclose(fp);
+    }
+    g_child_msg[0] = 0;
+    const char *at = strstr(msg, "RLIMIT_DATA is ");
+    double lim = 0, room = 0, need = 0, over = -1;
+    CHECK(at && sscanf(at, "RLIMIT_DATA is %lf MiB and leaves %lf MiB for the %lf MiB of data segment it needs: %lf MiB over",
+                       &lim, &room, &need, &over) == 4,
+          "message does not name RLIMIT_DATA with its figures: %s", msg);
+    CHECK(!strstr(msg, "the budget is"), "message names the RAM budget: %s", msg);
+    CHECK(fabs(lim - (double)set / 1048576.0) < 0.06, "RLIMIT_DATA %.1f MiB in the message, %.1f MiB set", lim,
+          (double)set / 1048576.0);
+    CHECK(room > 0 && room < 2.1 && fabs(need - room - over) < 0.15, "over %.1f is not need %.1f - room %.1f", over, need,
+          room);
+}
+
+/* The binding limit of a plan is the one passed by most, named by kind. */
+static void test_binding_limit(void) {
+    const char *path = shared_path("models/kjv-llama-q8_0.gguf");
+    if (!path) SKIP("kjv-llama-q8_0.gguf not in ../shared");
+    gguf_file *f = NULL;
+    REQUIRE(gguf_open(path, &f) == PL_OK, "%s", pl_last_error());
+    plan_model pm;
+    if (plan_describe(f, &pm) != PL_OK) {
+        gguf_close(f);
+        REQUIRE(0, "%s", pl_last_error());
+    }
+    pl_ctx_params cp = pl_ctx_default_params();
+    cp.n_ctx = 256;
+    cp.n_threads = 2;
+    plan_opts o;
+    plan_opts_from_params(&pm, NULL, &cp, &o);
+    pl_plan p;
+    plan_limits lim = {.rss = 64ull << 30};
+    REQUIRE(plan_compute(&pm, &o, &lim, &p) == PL_OK && p.fit == PL_FIT_YES && p.limit == PL_LIMIT_NONE, "fits");
+    const int64_t total = p.total_bytes, address = p.address_bytes;
+    char text[200];
+    CHECK(!*pl_plan_limit_text(&p, text, sizeof text), "text for a plan that fits: %s", text);
+    /* the data limit 1 MiB short of what the data segment needs, RAM plenty */
+    plan_limits d = lim;
+    d.data = 4u << 20, d.data_set = 512u << 20;
+    REQUIRE(plan_compute(&pm, &o, &d, &p) == PL_OK, "%s", pl_last_error());
+    CHECK(p.fit != PL_FIT_YES && p.limit == PL_LIMIT_DATA && p.limit_room_bytes == (int64_t)d.data &&
+              p.limit_set_bytes == (int64_t)d.data_set && p.over_bytes == p.limit_need_bytes - p.limit_room_bytes,
+          "data: limit %d need %lld room %lld over %lld", p.limit, (long long)p.limit_need_bytes,
+          (long long)p.limit_room_bytes, (long long)p.over_bytes);
+    pl_plan_limit_text(&p, text, sizeof text);
+    CHECK(strstr(text, "RLIMIT_DATA is 512.0 MiB and leaves 4.0 MiB") != NULL, "text: %s", text);
+    /* RAM short by more than the data limit: the budget binds */
+    d.rss = (uint64_t)total - (2u << 20);
+    d.data = p.limit_need_bytes - (1u << 20);
+    REQUIRE(plan_compute(&pm, &o, &d, &p) == PL_OK, "%s", pl_last_error());
+    CHECK(p.limit == PL_LIMIT_BUDGET && p.over_bytes == total - (int64_t)d.rss, "budget: limit %d over %lld", p.limit,
+          (long long)p.over_bytes);
+    /* the address space */
+    plan_limits a = lim;
+    a.as = (uint64_t)address - (3u << 20), a.as_set = 1ull << 30;
+    REQUIRE(plan_compute(&pm, &o, &a, &p) == PL_OK, "%s", pl_last_error());
+    CHECK(p.limit == PL_LIMIT_AS && p.limit_need_bytes == address && p.over_bytes == 3 << 20, "as: limit %d over %lld",
+          p.limit, (long long)p.over_bytes);
+    pl_plan_limit_text(&p, text, sizeof text);
+    CHECK(strstr(text, "RLIMIT_AS is 1024.0 MiB") && strstr(text, "of address space it needs"), "text: %s", text);
+    plan_model_clear(&pm);
+    gguf_close(f);
 }
 
 /* A memory cgroup of our own (v1 under ours, or v2 with the memory controller). */
@@ -746,6 +834,7 @@ int main(int argc, char **argv) {
     RUN(test_verdicts_and_max_ctx);
     RUN(test_kv_q8_0_plan);
     RUN(test_rlimit_as_smaller_than_model);
+    RUN(test_binding_limit);
     RUN(test_cgroup_smaller_than_model);
     char cmd[700];
     snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_tmp);

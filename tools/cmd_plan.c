@@ -97,9 +97,12 @@ static void print_table(FILE *fp, const char *path, const pl_plan *p) {
     else if (p->fit == PL_FIT_SMALLER_CTX)
         fprintf(fp, "verdict: fits with a smaller context: at most %d tokens (%d asked, %.1f MiB over)\n", p->max_ctx,
                 p->n_ctx, mib(p->over_bytes));
-    else
-        fprintf(fp, "verdict: does not fit: %.1f MiB over the budget%s\n", mib(p->over_bytes),
-                p->stream ? "" : " (--stream-auto would try a streaming window)");
+    else {
+        char limit[200];
+        fprintf(fp, "verdict: does not fit: %.1f MiB over (%s)%s\n", mib(p->over_bytes),
+                pl_plan_limit_text(p, limit, sizeof limit),
+                p->stream || p->limit != PL_LIMIT_BUDGET ? "" : " (--stream-auto would try a streaming window)");
+    }
 }
 
 static void print_detect(FILE *fp) {

@@ -122,11 +122,12 @@ static pl_status lora_check_budget(const pl_model *m, uint64_t need, int n) {
     pl_plan pl;
     pl_status st = plan_compute(&pm, &o, &m->lim, &pl);
     if (st || pl.fit == PL_FIT_YES) return st;
+    char limit[200];
     return pl_fail(PL_ERR_BUDGET,
                    "merging it makes f32 copies of %d matrices (%.1f MiB): the model with them needs %.1f MiB even "
-                   "with a one-token context, but the budget is %.1f MiB (%s): %.1f MiB over",
-                   n, lora_mib(need), lora_mib((uint64_t)pl.total_bytes), lora_mib((uint64_t)pl.budget_bytes),
-                   pl.budget_source, lora_mib((uint64_t)pl.over_bytes));
+                   "with a one-token context, but %s: %.1f MiB over",
+                   n, lora_mib(need), lora_mib((uint64_t)pl.total_bytes), pl_plan_limit_text(&pl, limit, sizeof limit),
+                   lora_mib((uint64_t)pl.over_bytes));
 }
 
 pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {

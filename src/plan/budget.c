@@ -221,6 +221,28 @@ pl_status plan_budget_detect_at(const char *root, pl_budget *b) {
     return PL_OK;
 }
 
+const char *pl_plan_limit_text(const pl_plan *p, char *buf, size_t cap) {
+    if (!buf || !cap) return buf;
+    buf[0] = 0;
+    if (!p) return buf;
+    const double mib = 1048576.0;
+    static const char *const what[] = {[PL_LIMIT_DATA] = "data segment", [PL_LIMIT_AS] = "address space"};
+    switch (p->limit) {
+    case PL_LIMIT_BUDGET:
+        snprintf(buf, cap, "the budget is %.1f MiB (%s)", (double)p->limit_room_bytes / mib, p->budget_source);
+        break;
+    case PL_LIMIT_DATA:
+    case PL_LIMIT_AS:
+        snprintf(buf, cap, "%s is %.1f MiB and leaves %.1f MiB for the %.1f MiB of %s it needs",
+                 p->limit == PL_LIMIT_DATA ? "RLIMIT_DATA" : "RLIMIT_AS", (double)p->limit_set_bytes / mib,
+                 (double)p->limit_room_bytes / mib, (double)p->limit_need_bytes / mib, what[p->limit]);
+        break;
+    default:
+        break;
+    }
+    return buf;
+}
+
 pl_status pl_budget_detect(pl_budget *out) {
     if (!out) return pl_fail(PL_ERR_INVALID_ARG, "pl_budget_detect: out is NULL");
     return plan_budget_detect_at("", out);
@@ -237,6 +259,9 @@ pl_status plan_limits_resolve(uint64_t budget_bytes, plan_limits *lim) {
     if (st) return st;
     lim->as = b.rlimit_as_bytes;
     lim->data = b.rlimit_data_bytes;
+    struct rlimit rl;
+    if (lim->as && getrlimit(RLIMIT_AS, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) lim->as_set = rl.rlim_cur;
+    if (lim->data && getrlimit(RLIMIT_DATA, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY) lim->data_set = rl.rlim_cur;
     if (budget_bytes) {
         lim->rss = budget_bytes;
         snprintf(lim->source, sizeof lim->source, "given");

@@ -361,12 +361,23 @@ static bool plan_parts_fit(const plan_parts *p, const plan_limits *lim) {
            (!lim->data || p->data <= lim->data);
 }
 
-/* By how much the tightest limit is passed (0 when it fits). */
-static uint64_t plan_parts_over(const plan_parts *p, const plan_limits *lim) {
+/* By how much the tightest limit is passed (0 when it fits), and which
+ * limit that is (the one passed by most) in out's limit fields. */
+static uint64_t plan_parts_over(const plan_parts *p, const plan_limits *lim, pl_plan *out) {
+    const struct { int kind; uint64_t need, room, set; } ls[] = {
+        {PL_LIMIT_BUDGET, p->total, lim->rss, 0},
+        {PL_LIMIT_AS, p->address, lim->as, lim->as_set},
+        {PL_LIMIT_DATA, p->data, lim->data, lim->data_set},
+    };
     uint64_t over = 0;
-    if (lim->rss && p->total > lim->rss) over = p->total - lim->rss;
-    if (lim->as && p->address > lim->as && p->address - lim->as > over) over = p->address - lim->as;
-    if (lim->data && p->data > lim->data && p->data - lim->data > over) over = p->data - lim->data;
+    for (size_t i = 0; i < sizeof ls / sizeof ls[0]; i++)
+        if (ls[i].room && ls[i].need > ls[i].room && ls[i].need - ls[i].room > over) {
+            over = ls[i].need - ls[i].room;
+            out->limit = ls[i].kind;
+            out->limit_need_bytes = (int64_t)ls[i].need;
+            out->limit_room_bytes = (int64_t)ls[i].room;
+            out->limit_set_bytes = (int64_t)ls[i].set;
+        }
     return over;
 }
 
@@ -444,8 +455,13 @@ pl_status plan_compute(const plan_model *pm, const plan_opts *o, const plan_limi
             out->kv_bytes_per_token = (int64_t)(2 * (uint64_t)pm->n_layer * L.kv_row_bytes);
     }
     const bool fits = !no_window && plan_parts_fit(&p, lim);
-    out->over_bytes = (int64_t)plan_parts_over(&p, lim);
-    if (!fits && !out->over_bytes) out->over_bytes = (int64_t)(2 * pm->slot_bytes); /* the window's minimum */
+    out->over_bytes = (int64_t)plan_parts_over(&p, lim, out);
+    if (!fits && !out->over_bytes) { /* no streaming window fits what the budget leaves */
+        out->over_bytes = (int64_t)(2 * pm->slot_bytes); /* the window's minimum */
+        out->limit = PL_LIMIT_BUDGET;
+        out->limit_need_bytes = (int64_t)p.total + out->over_bytes;
+        out->limit_room_bytes = (int64_t)lim->rss;
+    }
     /* the largest context that fits: plans grow with n_ctx, so bisect */
     int lo = 0, hi = pm->n_ctx_train;
     if (fits && o->n_ctx > hi) hi = o->n_ctx;

@@ -114,6 +114,7 @@ typedef struct plan_limits {
     uint64_t rss;            /* resident bytes; 0 = unchecked */
     uint64_t as;             /* address-space headroom (RLIMIT_AS); 0 = unlimited */
     uint64_t data;           /* data headroom (RLIMIT_DATA); 0 = unlimited */
+    uint64_t as_set, data_set; /* RLIMIT_AS / RLIMIT_DATA as set, for messages (0 = unlimited) */
     char source[48];
 } plan_limits;
 /* Resolve what a model's params ask for: explicit bytes, PL_BUDGET_NONE, or detection. */
