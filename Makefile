@@ -53,6 +53,8 @@ ISA_FLAGS_x86_avx512  = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni 
 ifeq ($(shell uname -m),x86_64)
 $(B)/obj/src/kernels/x86_avx2.o:   CFLAGS += $(ISA_FLAGS_x86_avx2)
 $(B)/obj/src/kernels/x86_avx512.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
+$(B)/obj/src/kernels/x86_avx512_gemm.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
+$(B)/obj/src/kernels/x86_avx512_bf16.o: CFLAGS += $(ISA_FLAGS_x86_avx512) -mavx512bf16
 endif
 
 # The project's own model (models/pocket-kjv.gguf, trained by `pocketllm train`;

@@ -6,7 +6,9 @@
  * and GFLOP/s (2 n_in n_out T flops per matmul). Figures only.
  *
  * Usage: bench_kernels [TYPE ...]   e.g. bench_kernels q4_0 q4_K  (default:
- * every type). PL_BENCH_MS sets the minimum time per figure (default 200).
+ * every type). PL_BENCH_MS sets the minimum time per figure (default 200);
+ * PL_BENCH_LEVELS=avx2,avx512 limits the kernel levels (default: all the CPU
+ * has), PL_BENCH_T=1,4,128 the token counts (default 1,128).
  * The scalar level's T = 128 figure is taken on the smaller shape only: it
  * runs the same row dots as T = 1, and takes seconds per call on the larger.
  */
@@ -21,6 +23,36 @@ static const uint32_t k_types[] = {QT_Q4_0, QT_Q4_1, QT_Q5_0, QT_Q5_1, QT_Q8_0, 
                                    QT_Q4_K, QT_Q5_K, QT_Q6_K, QT_F16,  QT_BF16, QT_F32};
 static const int64_t k_shapes[][2] = {{2048, 2048}, {2048, 8192}};
 static const int k_Ts[] = {1, 128};
+#define BENCH_MAX_T 128
+
+/* Whether name is in the comma-separated list (NULL or empty: everything). */
+static int in_list(const char *list, const char *name) {
+    if (!list || !*list) return 1;
+    const size_t n = strlen(name);
+    for (const char *p = list; *p;) {
+        const char *e = strchr(p, ',');
+        const size_t len = e ? (size_t)(e - p) : strlen(p);
+        if (len == n && strncmp(p, name, n) == 0) return 1;
+        if (!e) break;
+        p = e + 1;
+    }
+    return 0;
+}
+
+/* Token counts from PL_BENCH_T (1..BENCH_MAX_T each), else k_Ts. */
+static int bench_Ts(int *Ts, int max) {
+    const char *env = getenv("PL_BENCH_T");
+    int n = 0;
+    for (const char *p = env; p && *p && n < max;) {
+        char *end;
+        const long t = strtol(p, &end, 10);
+        if (end == p) break;
+        if (t >= 1 && t <= BENCH_MAX_T) Ts[n++] = (int)t;
+        p = *end == ',' ? end + 1 : end;
+    }
+    for (size_t i = 0; n == 0 && i < sizeof k_Ts / sizeof k_Ts[0]; i++) Ts[i] = k_Ts[i];
+    return n ? n : (int)(sizeof k_Ts / sizeof k_Ts[0]);
+}
 
 static float rnd_gauss(uint64_t *s) {
     double u[2];
@@ -41,7 +73,10 @@ static int wanted(uint32_t type, int argc, char **argv) {
 int main(int argc, char **argv) {
     const char *ms_env = getenv("PL_BENCH_MS");
     const double min_ms = ms_env ? atof(ms_env) : 200.0;
-    const int64_t max_in = 2048, max_out = 8192, max_T = 128;
+    const int64_t max_in = 2048, max_out = 8192, max_T = BENCH_MAX_T;
+    const char *levels = getenv("PL_BENCH_LEVELS");
+    int Ts[16];
+    const int nT = bench_Ts(Ts, 16);
     float *wf = malloc(sizeof(float) * (size_t)(max_in * max_out));
     float *X = malloc(sizeof(float) * (size_t)(max_in * max_T)), *Y = malloc(sizeof(float) * (size_t)(max_out * max_T));
     void *W = malloc(quant_row_size(QT_F32, max_in) * (size_t)max_out);
@@ -69,12 +104,13 @@ int main(int argc, char **argv) {
             for (int lv = KERN_SCALAR; lv <= (int)kern_cpu_level(); lv++) {
                 const kern_level level = kern_force((kern_level)lv);
                 if ((int)level != lv) continue; /* no kernels of its own at this level */
-                for (size_t k = 0; k < sizeof k_Ts / sizeof k_Ts[0]; k++) {
-                    const int T = k_Ts[k];
+                if (!in_list(levels, kern_level_name())) continue;
+                for (int k = 0; k < nT; k++) {
+                    const int T = Ts[k];
                     if (level == KERN_SCALAR && T > 1 && si > 0) continue;
                     void *scratch = malloc(kern_matmul_scratch(&m, T) + 1);
                     for (int th = 0; th < 2 && scratch; th++) {
-                        if (T == 1) /* warm up (a T = 128 call is long enough to be its own) */
+                        if (T < 16) /* warm up (a T = 128 call is long enough to be its own) */
                             kern_matmul(pools[th], &m, X, (int)n_in, T, Y, (int)n_out, NULL, scratch);
                         int reps = 0;
                         const double t0 = pl_time_ms();
