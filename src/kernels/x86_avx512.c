@@ -38,7 +38,7 @@ typedef struct a5_y2 {
     __m512 dy, kf;
 } a5_y2;
 
-static inline a5_y2 a5_y2_get(const block_q8_0 *a, const block_q8_0 *b, int tail, char koff) {
+A5_INLINE a5_y2 a5_y2_get(const block_q8_0 *a, const block_q8_0 *b, int tail, char koff) {
     a5_y2 y;
     y.q = a5_load2x32(a->qs, b->qs);
     y.dy = a5_pair(a2_h2f(a->d), tail ? 0.0f : a2_h2f(b->d));
@@ -49,7 +49,7 @@ static inline a5_y2 a5_y2_get(const block_q8_0 *a, const block_q8_0 *b, int tail
 
 /* Symmetric types: levels - offset, so sum((l - off) q) = dpbusd(l, q) - y.k. */
 #define A5_SYM_ROW(T, BT)                                                                          \
-    static inline __m512 a5_row_##T(const BT *xa, const BT *xb, const a5_y2 *y, __m512 acc) {      \
+    A5_INLINE __m512 a5_row_##T(const BT *xa, const BT *xb, const a5_y2 *y, __m512 acc) {      \
         const __m512i iq = _mm512_dpbusd_epi32(_mm512_sub_epi32(_mm512_setzero_si512(), y->k),      \
                                                a5_lv_##T(xa, xb), y->q);                           \
         const __m512 dx = a5_pair(a2_h2f(xa->d), a2_h2f(xb->d));                                   \
@@ -58,7 +58,7 @@ static inline a5_y2 a5_y2_get(const block_q8_0 *a, const block_q8_0 *b, int tail
 
 /* Affine types: d dy sum(l q) + m dy sum(q) (y.k is sum(q) with offset 1). */
 #define A5_AFF_ROW(T, BT)                                                                          \
-    static inline __m512 a5_row_##T(const BT *xa, const BT *xb, const a5_y2 *y, __m512 acc) {      \
+    A5_INLINE __m512 a5_row_##T(const BT *xa, const BT *xb, const a5_y2 *y, __m512 acc) {      \
         const __m512i iq = _mm512_dpbusd_epi32(_mm512_setzero_si512(), a5_lv_##T(xa, xb), y->q);   \
         const __m512 dx = a5_pair(a2_h2f(xa->d), a2_h2f(xb->d));                                   \
         acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(iq), _mm512_mul_ps(dx, y->dy), acc);              \
@@ -116,9 +116,10 @@ A5_B32_DOTS(q5_1, block_q5_1, 1)
 /* sum over the super-block of level * scale * q8, scales per int16 lane
  * group (sc16: the sub-block scales as int16, per_shift: log2 of the int16
  * lanes one scale covers in a maddubs result). */
-static inline __m512i a5_k_isum(const __m512i lv[4], __m512i sc16, int per_shift, const int8_t *q8) {
+A5_INLINE __m512i a5_k_isum(const __m512i lv[4], __m512i sc16, int per_shift, const int8_t *q8) {
     const int per_vec = 5 - per_shift; /* log2 of the scales one 64-level vector spans */
     __m512i isum = _mm512_setzero_si512();
+#pragma GCC unroll 4
     for (int m = 0; m < 4; m++) {
         const __m512i p = _mm512_maddubs_epi16(lv[m], a5_load(q8 + 64 * m));
         isum = _mm512_dpwssd_epi32(isum, p, a5_scales(sc16, m << per_vec, per_shift));
@@ -126,13 +127,12 @@ static inline __m512i a5_k_isum(const __m512i lv[4], __m512i sc16, int per_shift
     return isum;
 }
 
-static inline __m512 a5_k4_step(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, pl_fp16 d,
+A5_INLINE __m512 a5_k4_step(const uint8_t *scales, const uint8_t *qs, const uint8_t *qh, pl_fp16 d,
                                 pl_fp16 dmin, const block_q8_K *y, __m512 acc) {
-    uint8_t sc[8], mn[8];
-    a2_k4_scales(scales, sc, mn);
-    const __m128i m8 = _mm_loadl_epi64((const __m128i *)mn);
+    const __m128i scm = a5_k4_scales(scales);
+    const __m128i m8 = _mm_unpackhi_epi64(scm, scm);
     const __m256i msum = _mm256_madd_epi16(a2_load(y->bsums), _mm256_cvtepu8_epi16(_mm_unpacklo_epi8(m8, m8)));
-    const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)sc)));
+    const __m512i sc16 = _mm512_castsi128_si512(_mm_cvtepu8_epi16(scm));
     __m512i lv[4];
     a5_lv_k4(qs, qh, lv);
     const __m512i isum = a5_k_isum(lv, sc16, 4, y->qs);
@@ -140,17 +140,17 @@ static inline __m512 a5_k4_step(const uint8_t *scales, const uint8_t *qs, const 
     return _mm512_fnmadd_ps(_mm512_set1_ps(y->d * a2_h2f(dmin)), a5_cvt256(msum), acc);
 }
 
-static inline __m512 a5_step_q4_K(const block_q4_K *x, const block_q8_K *y, __m512 acc) {
+A5_INLINE __m512 a5_step_q4_K(const block_q4_K *x, const block_q8_K *y, __m512 acc) {
     return a5_k4_step(x->scales, x->qs, NULL, x->d, x->dmin, y, acc);
 }
 
-static inline __m512 a5_step_q5_K(const block_q5_K *x, const block_q8_K *y, __m512 acc) {
+A5_INLINE __m512 a5_step_q5_K(const block_q5_K *x, const block_q8_K *y, __m512 acc) {
     return a5_k4_step(x->scales, x->qs, x->qh, x->d, x->dmin, y, acc);
 }
 
 /* Q6_K and Q3_K: signed 16-group scales, levels stored + off: the offset
  * term off * sum(scale * bsum) is subtracted as an integer. */
-static inline __m512 a5_k_signed(const __m512i lv[4], __m256i sc, int off_shift, const block_q8_K *y, float d,
+A5_INLINE __m512 a5_k_signed(const __m512i lv[4], __m256i sc, int off_shift, const block_q8_K *y, float d,
                                  __m512 acc) {
     const __m256i off = _mm256_sll_epi32(_mm256_madd_epi16(a2_load(y->bsums), sc), _mm_cvtsi32_si128(off_shift));
     __m512i isum = a5_k_isum(lv, _mm512_castsi256_si512(sc), 3, y->qs);
@@ -158,20 +158,20 @@ static inline __m512 a5_k_signed(const __m512i lv[4], __m256i sc, int off_shift,
     return _mm512_fmadd_ps(_mm512_cvtepi32_ps(isum), _mm512_set1_ps(y->d * d), acc);
 }
 
-static inline __m512 a5_step_q6_K(const block_q6_K *x, const block_q8_K *y, __m512 acc) {
+A5_INLINE __m512 a5_step_q6_K(const block_q6_K *x, const block_q8_K *y, __m512 acc) {
     __m512i lv[4];
     a5_lv_q6_K(x, lv);
     const __m256i sc = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)x->scales));
     return a5_k_signed(lv, sc, 5, y, a2_h2f(x->d), acc);
 }
 
-static inline __m512 a5_step_q3_K(const block_q3_K *x, const block_q8_K *y, __m512 acc) {
+A5_INLINE __m512 a5_step_q3_K(const block_q3_K *x, const block_q8_K *y, __m512 acc) {
     __m512i lv[4];
     a5_lv_k23(x->qs, x->hmask, lv);
     return a5_k_signed(lv, _mm256_cvtepi8_epi16(a2_q3_scales(x->scales)), 2, y, a2_h2f(x->d), acc);
 }
 
-static inline __m512 a5_step_q2_K(const block_q2_K *x, const block_q8_K *y, __m512 acc) {
+A5_INLINE __m512 a5_step_q2_K(const block_q2_K *x, const block_q8_K *y, __m512 acc) {
     const __m128i sc8 = _mm_loadu_si128((const __m128i *)x->scales);
     const __m256i sc = _mm256_cvtepu8_epi16(_mm_and_si128(sc8, _mm_set1_epi8(0xF)));
     const __m256i mn = _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(sc8, 4), _mm_set1_epi8(0xF)));
