@@ -3,8 +3,8 @@
  *  - the Q8_0 attention kernels at every kernel level this CPU has: the
  *    scalar references (attn.c) against a double-precision computation on the
  *    dequantized blocks, and the dispatched kernels against the references
- *    (P = 0..41 rows, head sizes 32..256, byte strides that leave blocks
- *    unaligned), the type-generic entry points against the typed ones, and
+ *    (P = 0..41 rows, head sizes 32..256, strides that leave blocks off
+ *    32-byte alignment), the type-generic entry points against the typed ones, and
  *    the KV row store against the reference quantizers byte for byte;
  *  - the plan's KV figure against what a q8_0 context allocates, and both
  *    against the file's own numbers (34 bytes per 32 values);
@@ -87,7 +87,8 @@ static void attn_q8_at_level(kern_level level) {
     for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
         for (int P = 0; P <= 41; P += (P < 9 ? 1 : 8)) {
             const int D = Ds[di], nb = D / QK8_0;
-            const size_t row = (size_t)nb * sizeof(block_q8_0), stride = row + 3 + (size_t)(rnd() % 2) * 34;
+            /* even strides: a block holds a half, so rows start 2-byte aligned (as in the cache) */
+            const size_t row = (size_t)nb * sizeof(block_q8_0), stride = row + 2 + (size_t)(rnd() % 2) * 34;
             uint8_t *cache = calloc(stride * (size_t)P + row + 1, 1);
             float *q = malloc(sizeof(float) * (size_t)D), *w = malloc(sizeof(float) * (size_t)(P + 1));
             float *s1 = malloc(sizeof(float) * (size_t)(P + 1)), *s2 = malloc(sizeof(float) * (size_t)(P + 1));

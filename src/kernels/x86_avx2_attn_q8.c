@@ -1,7 +1,7 @@
 /*
  * x86_avx2_attn_q8: AVX2 + FMA + F16C attention loops over a Q8_0 KV cache
  * (attn.h): a Q8_0 query's scores against cached Q8_0 key rows (int8 block
- * dots, four rows per step sharing each query block) and the score-weighted
+ * dots, eight rows per step sharing each query block) and the score-weighted
  * sum of Q8_0 value rows (w * scale * int8 accumulated into f32).
  *
  * Scores: the integer block sums are exact (the same integers as the
@@ -22,44 +22,54 @@
 
 #include "x86_avx2_util.h"
 
-/* One block's contribution d * sum(q * k) to a float accumulator vector,
- * with the query block given as |q| and q (the sign source). */
-static inline __m256 a2q_step(__m256i qa, __m256i qs, float dq, const block_q8_0 *k, __m256 acc) {
-    const __m256i isum = a2_dot_u8(qa, _mm256_sign_epi8(a2_load(k->qs), qs));
-    return _mm256_fmadd_ps(_mm256_set1_ps(dq * a2_h2f(k->d)), _mm256_cvtepi32_ps(isum), acc);
-}
-
 static inline const block_q8_0 *a2q_row(const void *base, size_t stride, int p) {
     return (const block_q8_0 *)((const uint8_t *)base + (size_t)p * stride);
 }
 
+/* The half scales of block b of 8 rows from p, as 8 floats. */
+static inline __m256 a2q_scales8(const void *base, size_t stride, int p, int b) {
+    const __m128i h = _mm_setr_epi16((short)a2q_row(base, stride, p)[b].d, (short)a2q_row(base, stride, p + 1)[b].d,
+                                     (short)a2q_row(base, stride, p + 2)[b].d, (short)a2q_row(base, stride, p + 3)[b].d,
+                                     (short)a2q_row(base, stride, p + 4)[b].d, (short)a2q_row(base, stride, p + 5)[b].d,
+                                     (short)a2q_row(base, stride, p + 6)[b].d, (short)a2q_row(base, stride, p + 7)[b].d);
+    return _mm256_cvtph_ps(h);
+}
+
+/* sum(q * k) of one block as 8 int32 partial sums, the query block given as
+ * |q| and q (the sign source). */
+static inline __m256i a2q_isum(__m256i qa, __m256i qs, const block_q8_0 *k) {
+    return a2_dot_u8(qa, _mm256_sign_epi8(a2_load(k->qs), qs));
+}
+
+/* Scores of 8 rows per step: for each block, the 8 rows' integer sums are
+ * reduced together by one hadd tree into one vector (lane r: row p + r),
+ * converted once and scaled by the 8 rows' block scales. */
 static void a2q_attn_scores_q8_0(float *scores, const block_q8_0 *q, const void *k, size_t stride, int P, int D,
                                  float scale) {
     const int nb = D / QK8_0;
-    const __m128 sc = _mm_set1_ps(scale);
     int p = 0;
-    for (; p + 4 <= P; p += 4) {
-        const block_q8_0 *k0 = a2q_row(k, stride, p), *k1 = a2q_row(k, stride, p + 1);
-        const block_q8_0 *k2 = a2q_row(k, stride, p + 2), *k3 = a2q_row(k, stride, p + 3);
-        __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+    for (; p + 8 <= P; p += 8) {
+        __m256 acc = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++) {
             const __m256i qs = a2_load(q[b].qs), qa = _mm256_sign_epi8(qs, qs);
-            const float dq = a2_h2f(q[b].d);
-            a0 = a2q_step(qa, qs, dq, &k0[b], a0);
-            a1 = a2q_step(qa, qs, dq, &k1[b], a1);
-            a2 = a2q_step(qa, qs, dq, &k2[b], a2);
-            a3 = a2q_step(qa, qs, dq, &k3[b], a3);
+            __m256i s[8];
+            for (int r = 0; r < 8; r++) s[r] = a2q_isum(qa, qs, &a2q_row(k, stride, p + r)[b]);
+            /* lane halves: rows 0..3 then 4..7 of the low 128 bits' partials, and the same of the high */
+            const __m256i h0 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[0], s[1]), _mm256_hadd_epi32(s[2], s[3]));
+            const __m256i h1 = _mm256_hadd_epi32(_mm256_hadd_epi32(s[4], s[5]), _mm256_hadd_epi32(s[6], s[7]));
+            const __m256i lo = _mm256_permute2x128_si256(h0, h1, 0x20), hi = _mm256_permute2x128_si256(h0, h1, 0x31);
+            const __m256 d = _mm256_mul_ps(a2q_scales8(k, stride, p, b), _mm256_set1_ps(a2_h2f(q[b].d)));
+            acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(_mm256_add_epi32(lo, hi)), acc);
         }
-        const __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a0, a1), _mm256_hadd_ps(a2, a3));
-        const __m128 s = _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
-        _mm_storeu_ps(scores + p, _mm_mul_ps(s, sc));
+        _mm256_storeu_ps(scores + p, _mm256_mul_ps(acc, _mm256_set1_ps(scale)));
     }
     for (; p < P; p++) {
         const block_q8_0 *kr = a2q_row(k, stride, p);
         __m256 a0 = _mm256_setzero_ps();
         for (int b = 0; b < nb; b++) {
             const __m256i qs = a2_load(q[b].qs);
-            a0 = a2q_step(_mm256_sign_epi8(qs, qs), qs, a2_h2f(q[b].d), &kr[b], a0);
+            const __m256i isum = a2q_isum(_mm256_sign_epi8(qs, qs), qs, &kr[b]);
+            a0 = _mm256_fmadd_ps(_mm256_set1_ps(a2_h2f(q[b].d) * a2_h2f(kr[b].d)), _mm256_cvtepi32_ps(isum), a0);
         }
         scores[p] = a2_hsum(a0) * scale;
     }
