@@ -257,7 +257,10 @@ typedef struct pl_chat pl_chat;
 /* What happens when a conversation no longer fits the context. */
 typedef enum pl_chat_overflow {
     PL_CHAT_OVERFLOW_REFUSE = 0,      /* fail with PL_ERR_CONTEXT_FULL */
-    PL_CHAT_OVERFLOW_DROP_OLDEST = 1  /* leave out the oldest turns, keeping system messages */
+    PL_CHAT_OVERFLOW_DROP_OLDEST = 1, /* leave out the oldest turns, keeping system messages */
+    PL_CHAT_OVERFLOW_SHIFT = 2        /* the same turns left out, but the cached rest is moved down (keys
+                                       * re-roped) instead of evaluated again; the kept turns still carry
+                                       * what the dropped ones contributed to their cached states */
 } pl_chat_overflow;
 
 typedef struct pl_chat_params {
@@ -287,7 +290,7 @@ typedef struct pl_chat_result {
     int n_prompt;          /* prompt tokens in the context for this reply */
     int n_reused;          /* of those, kept from the KV cache (not evaluated again) */
     int n_gen;             /* tokens generated */
-    int n_dropped;         /* messages left out by PL_CHAT_OVERFLOW_DROP_OLDEST */
+    int n_dropped;         /* messages left out by PL_CHAT_OVERFLOW_DROP_OLDEST or _SHIFT */
     pl_timings timings;    /* n_prompt there counts the evaluated tokens only */
 } pl_chat_result;
 

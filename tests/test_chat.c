@@ -15,6 +15,7 @@
 #include "chat/chat_impl.h"
 #include "core/alloc.h"
 #include "gguf/gguf.h"
+#include "model/model.h"
 #include "serve/serve.h"
 #include "serve/store.h"
 
@@ -425,6 +426,161 @@ static void test_overflow_drop_oldest(void) {
     fixture_close(&f);
 }
 
+/* ------------------------------------------------------------- shift */
+
+/* Layer 0's keys and values depend on their token and position only, so
+ * after moving cached positions they must equal what the forward pass stores
+ * for the same tokens at the new positions: [A B C] with C moved down over B
+ * against a fresh [A C], and a fresh [A C] with C moved up against [A B C].
+ * For NORM (llama) and NEOX (qwen2) rope, f16 and q8_0 caches. */
+static double kv_row_diff(const pl_ctx *a, int pa, const pl_ctx *b, int pb, int v, double *scale) {
+    const int GD = a->model->hp.n_head_kv * a->model->hp.head_dim;
+    const quant_traits *tr = quant_get(a->kv_qt);
+    float x[4096], y[4096];
+    if (GD > 4096) return 1e9;
+    const uint8_t *ca = v ? a->v_cache : a->k_cache, *cb = v ? b->v_cache : b->k_cache;
+    tr->to_float(ca + (size_t)pa * a->kv_row_bytes, x, GD);
+    tr->to_float(cb + (size_t)pb * b->kv_row_bytes, y, GD);
+    double d = 0;
+    for (int i = 0; i < GD; i++) {
+        d = fmax(d, fabs((double)x[i] - y[i]));
+        *scale = fmax(*scale, fabs((double)y[i]));
+    }
+    return d;
+}
+
+static void shift_case(const char *rel, int kv_type) {
+    const char *path = shared_path(rel);
+    if (!path) return;
+    pl_model *m = NULL;
+    REQUIRE(pl_model_load(path, NULL, &m) == PL_OK, "%s", pl_last_error());
+    pl_ctx_params xp = pl_ctx_default_params();
+    xp.n_ctx = 64;
+    xp.n_threads = 2;
+    xp.kv_type = kv_type;
+    pl_ctx *abc = NULL, *ac = NULL, *moved = NULL;
+    if (pl_ctx_new(m, &xp, &abc) || pl_ctx_new(m, &xp, &ac) || pl_ctx_new(m, &xp, &moved)) {
+        CHECK(0, "%s: %s", rel, pl_last_error());
+        goto out;
+    }
+    enum { NA = 5, NB = 9, NC = 11 };
+    pl_token t[NA + NB + NC], t_ac[NA + NC];
+    for (int i = 0; i < NA + NB + NC; i++) t[i] = (pl_token)(100 + (i * 7919) % 5000);
+    memcpy(t_ac, t, sizeof(pl_token) * NA);
+    memcpy(t_ac + NA, t + NA + NB, sizeof(pl_token) * NC);
+    REQUIRE(pl_ctx_decode(abc, t, NA + NB + NC) == PL_OK && pl_ctx_decode(ac, t_ac, NA + NC) == PL_OK &&
+                pl_ctx_decode(moved, t, NA + NB + NC) == PL_OK,
+            "%s", pl_last_error());
+    /* down: C from NA + NB to NA */
+    REQUIRE(chat_ctx_shift(moved, NA + NB, NA, NC) == PL_OK, "%s", pl_last_error());
+    const double tol = kv_type == PL_KV_Q8_0 ? 2e-2 : 2e-3;
+    double sk = 1e-9, sv = 1e-9, dk = 0, dv = 0, unmoved = 0, s0 = 1e-9;
+    for (int i = 0; i < NC; i++) {
+        dk = fmax(dk, kv_row_diff(moved, NA + i, ac, NA + i, 0, &sk));
+        dv = fmax(dv, kv_row_diff(moved, NA + i, ac, NA + i, 1, &sv));
+        unmoved = fmax(unmoved, kv_row_diff(abc, NA + NB + i, ac, NA + i, 0, &s0)); /* keys at the old positions */
+    }
+    CHECK(dk / sk < tol && dv / sv < tol, "%s kv %d: moved down: keys off by %.2g, values by %.2g (relative)", rel, kv_type,
+          dk / sk, dv / sv);
+    CHECK(unmoved / s0 > 20 * tol, "%s: keys at other positions differ by only %.2g: the test cannot see rope", rel,
+          unmoved / s0);
+    /* A stays where it was */
+    double sa = 1e-9, da = 0;
+    for (int i = 0; i < NA; i++) da = fmax(da, kv_row_diff(moved, i, abc, i, 0, &sa));
+    CHECK(da == 0, "%s: positions before the move changed", rel);
+    /* up: a fresh [A C] with C moved to NA + NB equals [A B C]'s C */
+    REQUIRE(pl_ctx_truncate(moved, 0) == PL_OK && pl_ctx_decode(moved, t_ac, NA + NC) == PL_OK, "%s", pl_last_error());
+    REQUIRE(chat_ctx_shift(moved, NA, NA + NB, NC) == PL_OK, "%s", pl_last_error());
+    sk = sv = 1e-9, dk = dv = 0;
+    for (int i = 0; i < NC; i++) {
+        dk = fmax(dk, kv_row_diff(moved, NA + NB + i, abc, NA + NB + i, 0, &sk));
+        dv = fmax(dv, kv_row_diff(moved, NA + NB + i, abc, NA + NB + i, 1, &sv));
+    }
+    CHECK(dk / sk < tol && dv / sv < tol, "%s kv %d: moved up: keys off by %.2g, values by %.2g", rel, kv_type, dk / sk,
+          dv / sv);
+    fprintf(stderr, "  %s kv %s: moved keys within %.1e of the forward pass's (other positions: %.2f)\n", rel,
+            kv_type == PL_KV_Q8_0 ? "q8_0" : "f16", dk / sk, unmoved / s0);
+    CHECK(chat_ctx_shift(moved, 60, 0, 10) == PL_ERR_INVALID_ARG, "a range past the cache accepted");
+out:
+    pl_ctx_free(abc);
+    pl_ctx_free(ac);
+    pl_ctx_free(moved);
+    pl_model_free(m);
+}
+
+static void test_kv_shift_matches_forward(void) {
+    if (!shared_path(LLAMA)) SKIP("../shared/%s not found", LLAMA);
+    shift_case(LLAMA, PL_KV_F16);
+    shift_case(LLAMA, PL_KV_Q8_0);
+    shift_case("models/kjv-qwen2-q8_0.gguf", PL_KV_F16);
+    shift_case("models/kjv-qwen2-q8_0.gguf", PL_KV_Q8_0);
+}
+
+/* A conversation growing past the context, turn by turn, under "shift" and
+ * under "drop-oldest" in step: both leave out the same turns, but shift
+ * keeps the cached tokens of the turns that stay (reused, not evaluated),
+ * and its mirror is still the rendering of what the context holds. */
+static void shift_conversation(int with_sys) {
+    pl_chat_params cp = pl_chat_default_params();
+    cp.n_reserve = 16;
+    cp.overflow = PL_CHAT_OVERFLOW_SHIFT;
+    fixture f, g0;
+    OPEN(&f, LLAMA, 128, &cp);
+    cp.overflow = PL_CHAT_OVERFLOW_DROP_OLDEST;
+    OPEN(&g0, LLAMA, 128, &cp);
+    pl_chat_msg msgs[40];
+    char *replies[20] = {0};
+    int n = 0, shifted_turns = 0;
+    if (with_sys) msgs[n++] = (pl_chat_msg){"system", "Be kind."};
+    pl_chat_gen_params gp = greedy(8);
+    for (int turn = 0; turn < 12 && n + 2 < 40; turn++) {
+        static char asks[12][32];
+        snprintf(asks[turn], sizeof asks[turn], turn % 2 ? "Dog %d?" : "Cat %d.", turn);
+        msgs[n++] = (pl_chat_msg){"user", asks[turn]};
+        pl_chat_result r, rd;
+        REQUIRE(pl_chat_complete(f.chat, msgs, n, &gp, NULL, NULL, &r) == PL_OK, "turn %d: %s", turn, pl_last_error());
+        REQUIRE(pl_chat_complete(g0.chat, msgs, n, &gp, NULL, NULL, &rd) == PL_OK, "turn %d: %s", turn, pl_last_error());
+        CHECK(r.n_dropped == rd.n_dropped, "turn %d: shift dropped %d, drop-oldest %d", turn, r.n_dropped, rd.n_dropped);
+        CHECK(pl_chat_n_cached(f.chat) == pl_ctx_pos(f.ctx), "turn %d: mirror %d, cache %d", turn, pl_chat_n_cached(f.chat),
+              pl_ctx_pos(f.ctx));
+        if (r.n_dropped) {
+            /* the cache kept the turns that stay: far more reused than the system prompt */
+            CHECK(r.n_reused > r.n_prompt / 2 && r.timings.n_prompt < r.n_prompt - r.n_prompt / 2,
+                  "turn %d: shift reused %d of %d prompt tokens (evaluated %d)", turn, r.n_reused, r.n_prompt,
+                  r.timings.n_prompt);
+            if (!shifted_turns)
+                fprintf(stderr, "  %s system prompt, first overflow: %d messages dropped; shift reused %d of %d prompt tokens, drop-oldest %d\n",
+                        with_sys ? "with a" : "without", r.n_dropped, r.n_reused, r.n_prompt, rd.n_reused);
+            if (!shifted_turns)
+                CHECK(rd.n_reused < r.n_reused, "turn %d: drop-oldest reused %d, shift %d", turn, rd.n_reused, r.n_reused);
+            /* the mirror is the rendering of the system prompt and the kept turns */
+            char *want = NULL;
+            pl_chat_msg kept[40];
+            int nk = 0;
+            if (with_sys) kept[nk++] = msgs[0];
+            for (int i = with_sys + r.n_dropped; i < n; i++) kept[nk++] = msgs[i];
+            REQUIRE(pl_chat_template_apply(pl_chat_template(f.chat), kept, nk, 1, &want) == PL_OK, "%s", pl_last_error());
+            CHECK(!strncmp(f.chat->text.p, want, strlen(want)), "turn %d: the mirror is not the kept conversation:\n[%s]\n[%s]",
+                  turn, f.chat->text.p, want);
+            free(want);
+            shifted_turns++;
+        }
+        replies[turn] = r.text;
+        r.text = NULL;
+        msgs[n++] = (pl_chat_msg){"assistant", replies[turn]};
+        pl_chat_result_free(&rd);
+    }
+    CHECK(shifted_turns >= 2, "only %d turns overflowed", shifted_turns);
+    for (int i = 0; i < 20; i++) free(replies[i]);
+    fixture_close(&f);
+    fixture_close(&g0);
+}
+
+static void test_overflow_shift(void) {
+    shift_conversation(1);
+    shift_conversation(0); /* the BOS stays at position 0, the rest moves down to 1 */
+}
+
 typedef struct collect {
     chat_buf text;
     int calls, stop_after;
@@ -833,6 +989,8 @@ int main(void) {
     RUN(test_kv_prefix_reuse);
     RUN(test_overflow_refuse);
     RUN(test_overflow_drop_oldest);
+    RUN(test_kv_shift_matches_forward);
+    RUN(test_overflow_shift);
     RUN(test_stop_strings);
     RUN(test_cancel);
     RUN(test_save_load);

@@ -28,7 +28,8 @@ static void chat_usage(FILE *fp) {
             "  -c, --ctx N            context size in tokens (default: model's, at most 4096)\n"
             "  -t, --threads N        threads (default: all cores)\n"
             "      --kv-type T        KV cache type: f16 (default) or q8_0 (--load needs the type it was saved with)\n"
-            "      --overflow P       a conversation longer than the context: drop-oldest (default) or refuse\n"
+            "      --overflow P       a conversation longer than the context: drop-oldest (default), refuse,\n"
+            "                         or shift (drop-oldest keeping the cache of the turns that stay)\n"
             "      --temp T           temperature (default 0.8; 0 = greedy)\n"
             "      --top-k K  --top-p P  --min-p P  --repeat-penalty R  --seed S   (as in `pocketllm run`)\n"
             "      --ignore-eos       keep generating past end-of-text tokens (until -n or a stop string)\n"
@@ -187,8 +188,9 @@ int cmd_chat(int argc, char **argv) {
         else if (ARG("--overflow", "--overflow")) {
             if (!strcmp(v, "refuse")) cp.overflow = PL_CHAT_OVERFLOW_REFUSE;
             else if (!strcmp(v, "drop-oldest")) cp.overflow = PL_CHAT_OVERFLOW_DROP_OLDEST;
+            else if (!strcmp(v, "shift")) cp.overflow = PL_CHAT_OVERFLOW_SHIFT;
             else {
-                fprintf(stderr, "pocketllm chat: --overflow is refuse or drop-oldest, not '%s'\n", v);
+                fprintf(stderr, "pocketllm chat: --overflow is refuse, drop-oldest or shift, not '%s'\n", v);
                 return 2;
             }
         } else {

@@ -30,7 +30,8 @@ static void serve_usage(FILE *fp) {
             "      --kv-type T        KV cache type of every slot: f16 (default) or q8_0\n"
             "  -n, --n-predict N      reply length when a request gives none (default 512)\n"
             "      --template NAME    chat template (default: from the model; see `pocketllm chat --help`)\n"
-            "      --overflow P       a conversation longer than the context: drop-oldest (default) or refuse\n"
+            "      --overflow P       a conversation longer than the context: drop-oldest (default), refuse,\n"
+            "                         or shift (drop-oldest keeping the cache of the turns that stay)\n"
             "      --max-body BYTES   largest request body (default 1048576)\n"
             "      --mem-budget MIB   refuse to start when the memory plan exceeds this\n");
 }
@@ -79,8 +80,9 @@ int cmd_serve(int argc, char **argv) {
         else if (ARG("--overflow", "--overflow")) {
             if (!strcmp(v, "refuse")) ep.overflow = PL_CHAT_OVERFLOW_REFUSE;
             else if (!strcmp(v, "drop-oldest")) ep.overflow = PL_CHAT_OVERFLOW_DROP_OLDEST;
+            else if (!strcmp(v, "shift")) ep.overflow = PL_CHAT_OVERFLOW_SHIFT;
             else {
-                fprintf(stderr, "pocketllm serve: --overflow is refuse or drop-oldest, not '%s'\n", v);
+                fprintf(stderr, "pocketllm serve: --overflow is refuse, drop-oldest or shift, not '%s'\n", v);
                 return 2;
             }
         } else {

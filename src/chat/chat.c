@@ -10,6 +10,13 @@
  *
  * Invariant between calls: n_tok == pl_ctx_pos(ctx), cuts ascend in both tok
  * and off, the last cut (if any) is (n_tok, text.n).
+ *
+ * Overflow: the oldest turns after the system messages are left out until
+ * the prompt and the reply's reserve fit. With "shift" the cached tokens of
+ * the turns that stay are then moved down to follow the system part (keys
+ * re-roped, kv_shift.c) and the mirror with them, so only new text is
+ * evaluated; whatever cannot be matched that way is evaluated again as with
+ * drop-oldest.
  */
 #include "chat_impl.h"
 
@@ -69,7 +76,8 @@ pl_status pl_chat_new(pl_ctx *ctx, const pl_chat_params *params, pl_chat **out) 
     if (!ctx || !out) return pl_fail(PL_ERR_INVALID_ARG, "pl_chat_new: ctx and out are required");
     *out = NULL;
     pl_chat_params p = params ? *params : pl_chat_default_params();
-    if (p.overflow != PL_CHAT_OVERFLOW_REFUSE && p.overflow != PL_CHAT_OVERFLOW_DROP_OLDEST)
+    if (p.overflow != PL_CHAT_OVERFLOW_REFUSE && p.overflow != PL_CHAT_OVERFLOW_DROP_OLDEST &&
+        p.overflow != PL_CHAT_OVERFLOW_SHIFT)
         return pl_fail(PL_ERR_INVALID_ARG, "pl_chat_new: unknown overflow policy %d", (int)p.overflow);
     if (p.n_reserve < 0) return pl_fail(PL_ERR_INVALID_ARG, "pl_chat_new: negative n_reserve");
     const pl_model *m = pl_ctx_model(ctx);
@@ -198,6 +206,67 @@ static pl_status chat_plan(const pl_chat *c, chat_prompt *p) {
         if (ci < 0) return pl_fail(PL_ERR_INVALID_ARG, "chat: empty prompt and no BOS: nothing to generate from");
         ci--;
     }
+}
+
+/* Bytes the first n_sys messages render to (the part every window keeps). */
+static pl_status chat_sys_len(const chat_tmpl *t, const pl_chat_msg *msgs, int n_sys, size_t *out) {
+    chat_render r;
+    chat_render_init(&r);
+    chat_buf b = {0};
+    pl_status st = chat_buf_put(&b, "", 0);
+    for (int i = 0; !st && i < n_sys; i++) st = chat_render_msg(t, &r, &msgs[i], 0, &b);
+    *out = b.n;
+    chat_buf_free(&b);
+    return st;
+}
+
+/* The shift policy, after turns were left out of p (rendered): p's text is
+ * the system part [0, S) and then the kept turns. Find the cut of the cache
+ * after the system part from which the cached text continues p's the
+ * longest, move those cached tokens down to follow the system part, and
+ * make the mirror say so; planning p then reuses them. Best effort: when the
+ * system part is not cached as such, nothing matches or the cache cannot be
+ * moved (GPU), the cache is left alone for the normal path. */
+static void chat_shift(pl_chat *c, const chat_prompt *p, size_t S) {
+    if (c->text.n < S || p->text.n < S || memcmp(c->text.p, p->text.p, S)) return;
+    const int bos = S == 0 && pl_model_add_bos(c->model);
+    int pre_tok = 0, pre_cut = 0;
+    if (S > 0) {
+        while (pre_cut < c->n_cut && c->cuts[pre_cut].off < S) pre_cut++;
+        if (pre_cut == c->n_cut || c->cuts[pre_cut].off != S) return;
+        pre_tok = c->cuts[pre_cut++].tok;
+    } else if (bos) {
+        if (c->n_tok == 0 || c->toks[0] != pl_model_bos(c->model)) return;
+        pre_tok = 1; /* the BOS stays; its cut (1, 0) is added below */
+    }
+    const char *R = p->text.p + S;
+    const size_t RN = p->text.n - S;
+    int best_ci = -1, best_ce = -1, best_gain = 0;
+    for (int ci = pre_cut; ci < c->n_cut; ci++) {
+        if (c->cuts[ci].tok <= pre_tok) continue;
+        const size_t o = c->cuts[ci].off, avail = c->text.n - o;
+        size_t L = 0;
+        while (L < avail && L < RN && c->text.p[o + L] == R[L]) L++;
+        if (!L) continue;
+        int ce = ci;
+        while (ce + 1 < c->n_cut && c->cuts[ce + 1].off <= o + L) ce++;
+        const int gain = c->cuts[ce].tok - c->cuts[ci].tok;
+        if (gain > best_gain) best_ci = ci, best_ce = ce, best_gain = gain;
+    }
+    if (best_gain <= 0) return;
+    const int from = c->cuts[best_ci].tok, d = from - pre_tok;
+    const size_t o = c->cuts[best_ci].off, len = c->cuts[best_ce].off - o;
+    if (chat_ctx_shift(c->ctx, from, pre_tok, best_gain)) return;
+    memmove(c->toks + pre_tok, c->toks + from, sizeof *c->toks * (size_t)best_gain);
+    c->n_tok = pre_tok + best_gain;
+    memmove(c->text.p + S, c->text.p + o, len);
+    c->text.n = S + len;
+    c->text.p[c->text.n] = 0;
+    int w = pre_cut;
+    if (bos) c->cuts[w++] = (chat_cut){1, 0};
+    for (int j = best_ci + 1; j <= best_ce; j++) c->cuts[w++] = (chat_cut){c->cuts[j].tok - d, c->cuts[j].off - (o - S)};
+    c->n_cut = w;
+    pl_ctx_truncate(c->ctx, c->n_tok);
 }
 
 /* ------------------------------------------------------------ generation */
@@ -388,9 +457,10 @@ pl_status pl_chat_complete(pl_chat *c, const pl_chat_msg *msgs, int n, const pl_
         if (total + reserve <= n_ctx) break;
         /* Too long. The turns after the system messages go oldest first; the
          * last message stays, and the window starts at a user message. */
-        const int can_drop = c->overflow == PL_CHAT_OVERFLOW_DROP_OLDEST && n_idx - n_sys > 1;
+        const int drops = c->overflow == PL_CHAT_OVERFLOW_DROP_OLDEST || c->overflow == PL_CHAT_OVERFLOW_SHIFT;
+        const int can_drop = drops && n_idx - n_sys > 1;
         if (!can_drop) {
-            if (c->overflow == PL_CHAT_OVERFLOW_DROP_OLDEST && total < n_ctx) break; /* reply gets what is left */
+            if (drops && total < n_ctx) break; /* reply gets what is left */
             st = pl_fail(PL_ERR_CONTEXT_FULL,
                          "chat: the conversation needs %d tokens plus %d for the reply, the context holds %d%s", total,
                          reserve, n_ctx,
@@ -403,6 +473,17 @@ pl_status pl_chat_complete(pl_chat *c, const pl_chat_msg *msgs, int n, const pl_
         memmove(idx + n_sys, idx + n_sys + k, sizeof *idx * (size_t)(n_idx - n_sys - k));
         n_idx -= k;
         dropped += k;
+    }
+    if (dropped && c->overflow == PL_CHAT_OVERFLOW_SHIFT) {
+        size_t S;
+        if ((st = chat_sys_len(c->tmpl, msgs, n_sys, &S))) goto done;
+        chat_shift(c, &p, S);
+        if ((st = chat_plan(c, &p))) goto done; /* now reusing the moved tokens */
+        if (p.keep_tok + p.n_toks >= n_ctx) {
+            st = pl_fail(PL_ERR_CONTEXT_FULL, "chat: the kept turns need %d tokens, the context holds %d",
+                         p.keep_tok + p.n_toks, n_ctx);
+            goto done;
+        }
     }
     if ((st = chat_exec(c, &p, &g, gp, res))) goto done;
     res->n_dropped = dropped;

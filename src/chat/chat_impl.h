@@ -2,7 +2,7 @@
  * chat: internals shared by the chat module's files (templates, the
  * conversation with KV prefix reuse, its save file). The module sits above
  * model in the dependency order (core -> ... -> model -> chat) and, apart from
- * model_ext.c, uses only the public API plus core's error helpers.
+ * model_ext.c and kv_shift.c, uses only the public API plus core's error helpers.
  */
 #ifndef PL_CHAT_IMPL_H
 #define PL_CHAT_IMPL_H
@@ -44,6 +44,13 @@ void chat_render_init(chat_render *r);
 pl_status chat_render_msg(const chat_tmpl *t, chat_render *r, const pl_chat_msg *m, int open, chat_buf *out);
 /* Append the text that opens the assistant's reply. */
 pl_status chat_render_gen_prompt(const chat_tmpl *t, chat_buf *out);
+
+/* ------------------------------------------------------------- KV cache */
+
+/* Move n cached positions of every layer from `from` to `to` (either way),
+ * keys re-roped by to - from (kv_shift.c). The caller truncates the cache.
+ * PL_ERR_UNSUPPORTED on a GPU context. */
+pl_status chat_ctx_shift(pl_ctx *c, int from, int to, int n);
 
 /* ---------------------------------------------------------- conversation */
 
