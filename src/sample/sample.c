@@ -3,6 +3,14 @@
  * min-p -> draw, in llama.cpp's order. temp <= 0 is greedy argmax (after the
  * penalty). The RNG is splitmix64/xorshift seeded by the caller, so the same
  * seed and logits give the same tokens on every platform.
+ *
+ * Order: candidates go by logit, then lower id first (a total order; NaN
+ * counts as -inf). Only the survivors need it: with top-k a heap of the k
+ * best is kept in one pass over the vocabulary and only those k are sorted;
+ * without top-k the softmax normalizer is a sum over the whole vocabulary in
+ * that order (the order fixes its rounding, and so the tokens drawn), so
+ * everything is ordered, by a stable radix sort on the logit's bits (linear
+ * time). Either way the survivors and every sum are those of a full sort.
  */
 #include "../core/core.h"
 
@@ -20,9 +28,12 @@ struct pl_sampler {
     uint64_t rng;
     pl_token *recent; /* ring of the last repeat_last_n accepted tokens */
     int n_recent, recent_head;
-    cand *cands;
+    cand *cands, *tmp; /* tmp: the radix sort's second buffer */
     int cands_cap;
 };
+
+/* Top-k by a heap when k is at most this; a larger k sorts everything. */
+enum { SAMPLE_HEAP_MAX_K = 512 };
 
 pl_sampler_params pl_sampler_default_params(void) {
     pl_sampler_params p = {.temp = 0.8f, .top_k = 40, .top_p = 0.95f, .min_p = 0.05f,
@@ -67,6 +78,7 @@ void pl_sampler_free(pl_sampler *s) {
     if (!s) return;
     free(s->recent);
     free(s->cands);
+    free(s->tmp);
     free(s);
 }
 
@@ -82,10 +94,73 @@ void pl_sampler_accept(pl_sampler *s, pl_token tok) {
     if (s->n_recent < s->p.repeat_last_n) s->n_recent++;
 }
 
-static int cand_desc(const void *a, const void *b) {
-    const cand *x = a, *y = b;
-    if (x->logit != y->logit) return x->logit < y->logit ? 1 : -1;
-    return x->id - y->id; /* stable tie-break: lower id first */
+/* x goes before y: higher logit, then lower id. */
+static int cand_before(const cand *x, const cand *y) {
+    return x->logit > y->logit || (x->logit == y->logit && x->id < y->id);
+}
+
+/* Heap of k with the last of them (in cand order) at the root. */
+static void heap_sift(cand *h, int k, int i) {
+    for (;;) {
+        int w = i;
+        const int l = 2 * i + 1, r = l + 1;
+        if (l < k && cand_before(&h[w], &h[l])) w = l;
+        if (r < k && cand_before(&h[w], &h[r])) w = r;
+        if (w == i) return;
+        const cand t = h[i];
+        h[i] = h[w];
+        h[w] = t;
+        i = w;
+    }
+}
+
+/* c[0, k) = the first k of c[0, n) in cand order, sorted (c[k, n) is left
+ * scrambled). One pass: a candidate enters when it goes before the root. */
+static void select_top_k(cand *c, int n, int k) {
+    for (int i = k / 2 - 1; i >= 0; i--) heap_sift(c, k, i);
+    for (int i = k; i < n; i++)
+        if (cand_before(&c[i], &c[0])) {
+            c[0] = c[i];
+            heap_sift(c, k, 0);
+        }
+    for (int e = k - 1; e > 0; e--) { /* heapsort: the last goes to the end */
+        const cand t = c[0];
+        c[0] = c[e];
+        c[e] = t;
+        heap_sift(c, e, 0);
+    }
+}
+
+/* Radix key: ascending key = cand order for candidates in id order (a
+ * stable sort keeps lower ids first among equal logits). -0 is +0. */
+static uint32_t cand_key(float logit) {
+    uint32_t u;
+    if (logit == 0.0f) logit = 0.0f;
+    memcpy(&u, &logit, sizeof u);
+    u = (u & 0x80000000u) ? ~u : u | 0x80000000u; /* ascending in the float */
+    return ~u;                                     /* descending */
+}
+
+/* Stable LSD radix sort of c[0, n) (in id order) into cand order; tmp holds n. */
+static void sort_all(cand *c, cand *tmp, int n) {
+    int cnt[4][257];
+    memset(cnt, 0, sizeof cnt);
+    for (int i = 0; i < n; i++) {
+        const uint32_t k = cand_key(c[i].logit);
+        for (int b = 0; b < 4; b++) cnt[b][((k >> (8 * b)) & 255) + 1]++;
+    }
+    cand *src = c, *dst = tmp;
+    for (int b = 0; b < 4; b++) {
+        int same = 0; /* every key has the same byte here: nothing moves */
+        for (int v = 1; v <= 256; v++) same |= cnt[b][v] == n;
+        if (same) continue;
+        for (int v = 1; v <= 256; v++) cnt[b][v] += cnt[b][v - 1];
+        for (int i = 0; i < n; i++) dst[cnt[b][(cand_key(src[i].logit) >> (8 * b)) & 255]++] = src[i];
+        cand *t = src;
+        src = dst;
+        dst = t;
+    }
+    if (src != c) memcpy(c, src, sizeof *c * (size_t)n);
 }
 
 static float penalized(const pl_sampler *s, pl_token id, float logit) {
@@ -101,6 +176,9 @@ pl_token pl_sampler_sample(pl_sampler *s, const float *logits, int n_vocab) {
         cand *c = realloc(s->cands, sizeof(cand) * (size_t)n_vocab);
         if (!c) return -1;
         s->cands = c;
+        cand *t = realloc(s->tmp, sizeof(cand) * (size_t)n_vocab);
+        if (!t) return -1;
+        s->tmp = t;
         s->cands_cap = n_vocab;
     }
     cand *c = s->cands;
@@ -108,6 +186,7 @@ pl_token pl_sampler_sample(pl_sampler *s, const float *logits, int n_vocab) {
     for (int i = 0; i < n; i++) {
         c[i].id = i;
         c[i].logit = penalized(s, i, logits[i]);
+        if (isnan(c[i].logit)) c[i].logit = -INFINITY;
     }
     if (s->p.temp <= 0) {
         int best = 0;
@@ -115,8 +194,13 @@ pl_token pl_sampler_sample(pl_sampler *s, const float *logits, int n_vocab) {
             if (c[i].logit > c[best].logit) best = i;
         return c[best].id;
     }
-    qsort(c, (size_t)n, sizeof *c, cand_desc);
-    if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    if (s->p.top_k > 0 && s->p.top_k < n && s->p.top_k <= SAMPLE_HEAP_MAX_K) {
+        select_top_k(c, n, s->p.top_k);
+        n = s->p.top_k;
+    } else {
+        sort_all(c, s->tmp, n);
+        if (s->p.top_k > 0 && s->p.top_k < n) n = s->p.top_k;
+    }
     /* softmax at temperature over the survivors (sorted, so c[0] is the max) */
     double sum = 0.0;
     const float max_logit = c[0].logit;
