@@ -948,6 +948,18 @@ static void test_serve_memory_is_the_plan(void) {
     pl_plan p;
     REQUIRE(pl_plan_file(path, NULL, &cp, &p) == PL_OK, "%s", pl_last_error());
     const uint64_t per_slot = (uint64_t)(p.kv_bytes + p.scratch_bytes);
+    {
+        pl_model *m = NULL;
+        pl_ctx *c = NULL;
+        REQUIRE(pl_model_load(path, NULL, &m) == PL_OK, "%s", pl_last_error());
+        if (pl_ctx_new(m, &cp, &c) == PL_OK)
+            CHECK(pl_ctx_memory_bytes(c) == per_slot, "pl_ctx_memory_bytes %llu, plan KV + scratch %llu",
+                  (unsigned long long)pl_ctx_memory_bytes(c), (unsigned long long)per_slot);
+        else
+            CHECK(0, "%s", pl_last_error());
+        pl_ctx_free(c);
+        pl_model_free(m);
+    }
     for (int n = 1; n <= 3; n += 2) {
         serve_engine_params ep = {.model_path = path, .n_slots = n, .n_ctx = 128, .n_threads = 2 * n, .max_queue = 4};
         serve_engine *e = NULL;

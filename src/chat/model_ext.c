@@ -1,8 +1,9 @@
 /*
  * Public API the chat layer needs from the model module and which the model
- * module does not (yet) offer: metadata strings, memory figures and the KV
- * state file block. This is the one chat file that reads model internals
- * (pl_model, pl_ctx); it relies on the cache layout model.h declares:
+ * module does not (yet) offer: metadata strings, the context's memory (its
+ * accounted blocks, as planned) and the KV state file block. With kv_shift.c
+ * one of the two chat files that read model internals (pl_model, pl_ctx); it
+ * relies on the cache layout model.h declares:
  * k_cache and v_cache are (L, P) rows of kv_row_bytes, positions [0, pos)
  * valid, of the context's KV type (f16 or q8_0).
  *
@@ -39,34 +40,11 @@ const pl_model *pl_ctx_model(const pl_ctx *c) { return c ? c->model : NULL; }
 
 uint64_t pl_model_file_bytes(const pl_model *m) { return m && m->gguf ? m->gguf->size : 0; }
 
-/* The matmul scratch pl_ctx_new sizes for n_batch rows (the largest any
- * weight needs). */
-static uint64_t ext_matmul_scratch(const pl_model *m, int T) {
-    uint64_t mx = kern_matmul_scratch(&m->output, T);
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        const model_layer *l = &m->layers[il];
-        const kern_matrix *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-            uint64_t s = kern_matmul_scratch(ws[i], T);
-            if (s > mx) mx = s;
-        }
-    }
-    return mx;
-}
-
+/* The context's two accounted blocks as held (whole pages when mapped): the
+ * plan's kv_bytes + scratch_bytes, the figure `serve` and `plan` report. */
 uint64_t pl_ctx_memory_bytes(const pl_ctx *c) {
     if (!c) return 0;
-    const model_hparams *hp = &c->model->hp;
-    const uint64_t C = (uint64_t)hp->n_embd, HD = (uint64_t)hp->n_head * hp->head_dim,
-                   GD = (uint64_t)hp->n_head_kv * hp->head_dim, F = (uint64_t)hp->n_ff, T = (uint64_t)c->n_batch,
-                   P = (uint64_t)c->n_ctx;
-    const uint64_t kv = 2 * (uint64_t)hp->n_layer * P * c->kv_row_bytes; /* K and V caches */
-    uint64_t floats = 2 * T * C + 2 * T * HD + 2 * T * GD /* x, xn, q, att_out, k, v */
-                      + (uint64_t)pool_size(c->pool) * P   /* attention scores */
-                      + 2 * T * F                           /* gate, up */
-                      + (uint64_t)c->logits_cap * hp->n_vocab
-                      + P * (uint64_t)(hp->n_rot / 2) * 2;  /* rope tables */
-    return kv + floats * sizeof(float) + ext_matmul_scratch(c->model, c->n_batch) + sizeof *c;
+    return (uint64_t)mem_held(c->kv_block_bytes) + (uint64_t)mem_held(c->scratch_block_bytes);
 }
 
 /* FNV-1a over the bytes that identify a model: hyper-parameters, file size
