@@ -269,10 +269,7 @@ pl_status plan_limits_resolve(uint64_t budget_bytes, plan_limits *lim) {
         lim->rss = b.bytes;
         snprintf(lim->source, sizeof lim->source, "%s", b.source);
     }
-    /* name the address-space limits when they are the tighter ones */
-    if (lim->as && (!lim->rss || lim->as < lim->rss)) snprintf(lim->source + strlen(lim->source),
-                                                               sizeof lim->source - strlen(lim->source), "+rlimit_as");
-    if (lim->data && (!lim->rss || lim->data < lim->rss))
-        snprintf(lim->source + strlen(lim->source), sizeof lim->source - strlen(lim->source), "+rlimit_data");
+    /* source names where rss came from only: a plan that passes RLIMIT_AS or
+     * RLIMIT_DATA names that limit itself (pl_plan.limit, pl_plan_limit_text) */
     return PL_OK;
 }
