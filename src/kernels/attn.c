@@ -84,8 +84,6 @@ void kern_attn_values_q8_0(float *out, const float *w, const void *v, size_t str
 
 /* ------------------------------------------------------------ by KV type */
 
-bool kern_kv_type_ok(quant_type kv) { return kv == QT_F16 || kv == QT_Q8_0; }
-
 void kern_kv_store(quant_type kv, void *dst, const float *src, int n) {
     kern_ops_get()->from_float[kv == QT_Q8_0 ? QT_Q8_0 : QT_F16](src, dst, n);
 }

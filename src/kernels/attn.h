@@ -18,11 +18,8 @@
  * stack: 34 bytes per 32 values). */
 #define KERN_ATTN_MAX_D 1024
 
-/* The KV types a cache row can have: QT_F16 or QT_Q8_0 (a Q8_0 row needs
- * n % 32 == 0). true when kv is one of them. */
-bool kern_kv_type_ok(quant_type kv);
-
-/* Type-generic entry points for the forward pass. Rows are `stride` BYTES
+/* Type-generic entry points for the forward pass, for a cache of type kv:
+ * QT_F16, or QT_Q8_0 (anything else is read as f16). Rows are `stride` BYTES
  * apart; k and v point at the head's first value in row 0. A Q8_0 head must
  * start on a block (D % 32 == 0, D <= KERN_ATTN_MAX_D). */
 /* dst = the n values of src as a cache row of type kv. */
