@@ -50,18 +50,30 @@ CLI       := $(B)/pocketllm
 # stays baseline x86-64 so it runs anywhere and dispatches at run time.
 ISA_FLAGS_x86_avx2    = -mavx2 -mfma -mf16c
 ISA_FLAGS_x86_avx512  = -mavx512f -mavx512bw -mavx512vl -mavx512dq -mavx512vnni -mfma -mf16c
-ifeq ($(shell uname -m),x86_64)
+# Keyed on the compiler's target, not the build machine, so a cross build
+# (make test-arm64) gets the right files' flags.
+TARGET_MACHINE := $(shell $(CC) -dumpmachine 2>/dev/null)
+ifneq ($(filter x86_64-% i386-% i486-% i586-% i686-%,$(TARGET_MACHINE)),)
 $(B)/obj/src/kernels/x86_avx2.o:   CFLAGS += $(ISA_FLAGS_x86_avx2)
 $(B)/obj/src/kernels/x86_avx512.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
 $(B)/obj/src/kernels/x86_avx512_gemm.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
 $(B)/obj/src/kernels/x86_avx512_bf16.o: CFLAGS += $(ISA_FLAGS_x86_avx512) -mavx512bf16
+endif
+# aarch64: NEON is baseline armv8-a (arm_neon*.c need no flag); only the SDOT
+# file is built for armv8.2-a+dotprod, and runs only where hwcaps report it.
+ISA_FLAGS_arm_dotprod = -march=armv8.2-a+dotprod
+ifneq ($(filter aarch64-% arm64-%,$(TARGET_MACHINE)),)
+$(B)/obj/src/kernels/arm_dotprod.o: CFLAGS += $(ISA_FLAGS_arm_dotprod)
+# Debian 12's aarch64 gcc 12.2 crashes vectorising fmax reductions that
+# several tests use (ICE in vect_transform_reduction); tests need no vectors.
+$(B)/tests/%: private CFLAGS += -fno-tree-vectorize
 endif
 
 # The project's own model (models/pocket-kjv.gguf, trained by `pocketllm train`;
 # README "Default model" says how), so `make run` needs nothing else.
 DEFAULT_MODEL ?= models/pocket-kjv.gguf
 
-.PHONY: all run test asan fuzz bench clean
+.PHONY: all run test asan fuzz bench clean test-arm64
 all: $(LIB) $(CLI) $(TEST_BIN) $(BENCH_BIN)
 
 $(B)/obj/%.o: %.c
@@ -135,11 +147,32 @@ build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz-lib
 	clang -std=c11 -g -O1 -D_GNU_SOURCE -Iinclude -Isrc $(FUZZ_FLAGS) -fsanitize=fuzzer -o $@ $< \
 	  $(FUZZ_EXTRA_fuzz_$*) build-fuzz/libpocketllm.a -lm -pthread
 
+# aarch64 cross build into build-arm64/ (static, so qemu-user needs no
+# sysroot), run under qemu: the kernel test once per CPU model in ARM64_CPUS
+# (model:level it must be detected as; `max` has NEON, dotprod and i8mm,
+# cortex-a53 NEON only, so both levels and the detection of a CPU without
+# SDOT are tested), then the quick portable tests once, on the first model.
+# Needs gcc-aarch64-linux-gnu and qemu-user.
+ARM64_CC    ?= aarch64-linux-gnu-gcc
+ARM64_QEMU  ?= qemu-aarch64
+ARM64_CPUS  ?= max:dotprod cortex-a53:neon
+ARM64_TESTS ?= test_kernels
+ARM64_TESTS_ONCE ?= test_quant test_train_ops test_gguf test_tokenizer test_sample
+test-arm64:
+	$(MAKE) B=build-arm64 CC=$(ARM64_CC) EXTRA_LDFLAGS=-static $(patsubst %,build-arm64/tests/%,$(ARM64_TESTS) $(ARM64_TESTS_ONCE))
+	@fail=0; first=1; for m in $(ARM64_CPUS); do cpu=$${m%%:*}; \
+	  tests="$(ARM64_TESTS)"; [ $$first = 1 ] && tests="$$tests $(ARM64_TESTS_ONCE)"; first=0; \
+	  for t in $$tests; do \
+	    echo "== $$t (qemu-aarch64 -cpu $$cpu)"; \
+	    out=$$(PL_EXPECT_CPU_LEVEL=$${m#*:} $(ARM64_QEMU) -cpu $$cpu build-arm64/tests/$$t 2>&1) || fail=1; \
+	    printf '%s\n' "$$out" | grep -E '^(ok|FAIL|skip) |^  (check failed|skipped)|^[0-9]+ passed' | head -n 60; \
+	done; done; [ $$fail = 0 ] && echo "test-arm64: all passed" || echo "test-arm64: FAILED"; exit $$fail
+
 bench: all
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 	bench/run_cpu.sh $(B)
 
 clean:
-	rm -rf build build-asan build-fuzz
+	rm -rf build build-asan build-fuzz build-arm64
 
 -include $(LIB_OBJ:.o=.d) $(TOOL_OBJ:.o=.d) $(SERVE_OBJ:.o=.d)
