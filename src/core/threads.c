@@ -11,11 +11,19 @@
  * sleep per job would dominate small models) and the caller for chunks that
  * other threads claimed but have not finished (their thread may be
  * descheduled; spinning would only steal its core).
+ *
+ * What a descheduled thread has claimed, only it can finish: when another
+ * process holds its core, each job may wait a whole time slice for it, and
+ * two threads end up slower than one. So the caller times every job against
+ * its own share (its chunks' time scaled to all chunks is what the job would
+ * have cost alone) and, when jobs keep costing more than that, runs the next
+ * jobs alone for a while (doubling while it keeps losing), then tries again.
  */
 #include "threads.h"
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 
 /* job word: generation (24 bits) | chunk count (20) | next chunk (20). The
@@ -31,6 +39,16 @@ enum {
     POOL_MAX_THREADS = 1024
 };
 
+/* The straggler guard: `slow` is a running mean (weight 1/8 per job) of a
+ * job's time over its estimated time alone; above POOL_SLOW_ENTER the pool
+ * runs jobs on the caller alone for `backoff` ms, doubling from
+ * POOL_BACKOFF_MIN_MS to POOL_BACKOFF_MAX_MS while each try loses again, and
+ * back to the minimum once the mean falls under POOL_SLOW_RESET. */
+#define POOL_SLOW_ENTER 1.0
+#define POOL_SLOW_RESET 0.75
+#define POOL_BACKOFF_MIN_MS 8.0
+#define POOL_BACKOFF_MAX_MS 512.0
+
 struct pl_pool {
     int n;
     pthread_t *threads;
@@ -43,6 +61,8 @@ struct pl_pool {
     atomic_int caller_waiting;
     atomic_int quit;
     uint32_t gen; /* the caller's last generation */
+    /* the straggler guard (caller only) */
+    double alone_until_ms, backoff_ms, slow;
     /* the current job: written by the caller before it publishes `job`, read
      * by a thread only after it has claimed one of the job's chunks (so the
      * job cannot end, and these cannot change, while it reads them) */
@@ -82,8 +102,9 @@ static void pool_exec(const pl_pool *p, uint32_t c, uint32_t count, int thread) 
 }
 
 /* Claims and runs chunks of generation g until none is left; then adds them
- * to `done` and wakes the caller if it sleeps and this was the last. */
-static void pool_work(pl_pool *p, uint32_t g, int thread) {
+ * to `done` and wakes the caller if it sleeps and this was the last. Returns
+ * how many it ran. */
+static uint32_t pool_work(pl_pool *p, uint32_t g, int thread) {
     uint32_t ran = 0, count = 0;
     uint64_t w = atomic_load_explicit(&p->job, memory_order_acquire);
     while (job_gen(w) == g && job_next(w) < job_count(w)) {
@@ -94,12 +115,13 @@ static void pool_work(pl_pool *p, uint32_t g, int thread) {
         ran++;
         w = atomic_load_explicit(&p->job, memory_order_acquire);
     }
-    if (!ran) return;
+    if (!ran) return 0;
     if (atomic_fetch_add(&p->done, ran) + ran == count && atomic_load(&p->caller_waiting)) {
         pthread_mutex_lock(&p->mu);
         pthread_cond_broadcast(&p->done_cv);
         pthread_mutex_unlock(&p->mu);
     }
+    return ran;
 }
 
 static void *worker_main(void *v) {
@@ -144,6 +166,7 @@ pl_status pool_new(int n_threads, pl_pool **out) {
     pthread_cond_init(&p->wake_cv, NULL);
     pthread_cond_init(&p->done_cv, NULL);
     p->n = 1; /* threads started so far, for pool_free on failure */
+    p->backoff_ms = POOL_BACKOFF_MIN_MS;
     for (int i = 1; i < n_threads; i++) {
         worker_arg *wa = malloc(sizeof *wa);
         if (wa) *wa = (worker_arg){p, i};
@@ -174,6 +197,31 @@ void pool_free(pl_pool *p) {
 
 int pool_size(const pl_pool *p) { return p ? p->n : 1; }
 
+/* true when the next job should run on the caller alone: a nested call, a
+ * pool of one, or the straggler guard's pause. */
+static bool pool_alone(pl_pool *p) {
+    if (!p || p->n == 1 || tl_pool == p) return true;
+    if (p->alone_until_ms == 0.0) return false;
+    if (pl_time_ms() < p->alone_until_ms) return true;
+    p->alone_until_ms = 0.0;
+    p->slow = POOL_SLOW_RESET; /* one more lost job enters the pause again */
+    return false;
+}
+
+/* Feeds one job's times to the straggler guard: t_own = the caller's time
+ * in its `own` chunks, t_all = the job's, out of `count` chunks. */
+static void pool_guard(pl_pool *p, double t_own, double t_all, uint32_t own, uint32_t count) {
+    if (own == 0 || own == count || t_own <= 0.0) return; /* nothing to compare */
+    const double ratio = t_all / (t_own * count / own);
+    p->slow += (ratio - p->slow) / 8;
+    if (p->slow > POOL_SLOW_ENTER) {
+        p->alone_until_ms = pl_time_ms() + p->backoff_ms;
+        p->backoff_ms = p->backoff_ms * 2 < POOL_BACKOFF_MAX_MS ? p->backoff_ms * 2 : POOL_BACKOFF_MAX_MS;
+    } else if (p->slow < POOL_SLOW_RESET) {
+        p->backoff_ms = POOL_BACKOFF_MIN_MS;
+    }
+}
+
 /* Publishes the job set in p, works on it, returns when all chunks are done. */
 static void pool_dispatch(pl_pool *p, uint32_t count) {
     pl_pool *const saved_pool = tl_pool;
@@ -189,7 +237,9 @@ static void pool_dispatch(pl_pool *p, uint32_t count) {
         pthread_cond_broadcast(&p->wake_cv);
         pthread_mutex_unlock(&p->mu);
     }
-    pool_work(p, g, 0);
+    const double t0 = pl_time_ms();
+    const uint32_t own = pool_work(p, g, 0);
+    const double t1 = pl_time_ms();
     /* what is left was claimed by other threads: wait for those chunks only */
     for (int spins = 0; atomic_load_explicit(&p->done, memory_order_acquire) < count; spins++) {
         if (spins < POOL_CALLER_SPIN) {
@@ -202,13 +252,14 @@ static void pool_dispatch(pl_pool *p, uint32_t count) {
         atomic_store(&p->caller_waiting, 0);
         pthread_mutex_unlock(&p->mu);
     }
+    pool_guard(p, t1 - t0, pl_time_ms() - t0, own, count);
     tl_pool = saved_pool;
     tl_thread = saved_thread;
 }
 
 void pool_run(pl_pool *p, pl_pool_fn fn, void *arg) {
     const int nth = pool_size(p);
-    if (nth == 1 || tl_pool == p) {
+    if (pool_alone(p)) {
         for (int i = 0; i < nth; i++) fn(arg, i, nth);
         return;
     }
@@ -224,7 +275,7 @@ void pool_for(pl_pool *p, int64_t n, int64_t chunk, pl_pool_range_fn fn, void *a
     if (chunk <= 0) chunk = (n + 4 * nth - 1) / (4 * nth);
     if ((n + chunk - 1) / chunk > POOL_MAX_CHUNKS) chunk = (n + POOL_MAX_CHUNKS - 1) / POOL_MAX_CHUNKS;
     const uint32_t count = (uint32_t)((n + chunk - 1) / chunk);
-    if (nth == 1 || count == 1 || tl_pool == p) {
+    if (count == 1 || pool_alone(p)) {
         const int thread = p && tl_pool == p ? tl_thread : 0;
         for (int64_t i0 = 0; i0 < n; i0 += chunk) fn(arg, i0, i0 + chunk < n ? i0 + chunk : n, thread);
         return;

@@ -10,14 +10,13 @@
  *  - tiled (prompt processing): activations are packed once into the tiled
  *    kernel's layout and the kernel computes blocks of rows x tokens, so each
  *    weight block is unpacked once per tile and reused across tokens.
- * Threads claim chunks of rows (whole tiles) from a shared counter, so a
- * thread that runs slower (a busy core) simply takes fewer chunks; there are
- * several chunks per thread. Products too small to repay a pool wake-up
+ * Threads claim chunks of rows (whole tiles) through pool_for, so a thread
+ * that runs slower (a busy core) simply takes fewer chunks; there are several
+ * chunks per thread. Products too small to repay a pool wake-up
  * (below MATMUL_PARALLEL_MACS) run on the calling thread alone.
  */
 #include "kern_impl.h"
 
-#include <stdatomic.h>
 #include <string.h>
 
 enum {
@@ -60,67 +59,58 @@ typedef struct matmul_job {
     size_t act_row;     /* bytes per converted row */
     uint8_t *scratch_w;
     int64_t chunk_rows; /* rows per claimed chunk (a multiple of the tile) */
-    atomic_llong next;  /* next chunk to claim */
 } matmul_job;
 
-static void matmul_convert(void *arg, int ith, int nth) {
+/* activation rows [t0, t1) */
+static void matmul_convert(void *arg, int64_t t0, int64_t t1, int thread) {
     matmul_job *j = arg;
-    for (int t = ith; t < j->T; t += nth)
+    (void)thread;
+    for (int64_t t = t0; t < t1; t++)
         j->convert(j->X + (size_t)t * j->ldx, j->scratch_w + (size_t)t * j->act_row, j->w->n_in);
 }
 
-/* Claims the next chunk of rows; false when none is left. */
-static bool matmul_claim(matmul_job *j, int64_t *r0, int64_t *r1) {
-    const int64_t c = atomic_fetch_add_explicit(&j->next, 1, memory_order_relaxed);
-    *r0 = c * j->chunk_rows;
-    if (*r0 >= j->w->n_out) return false;
-    *r1 = *r0 + j->chunk_rows < j->w->n_out ? *r0 + j->chunk_rows : j->w->n_out;
-    return true;
-}
-
-static void matmul_rows(void *arg, int ith, int nth) {
+/* weight rows [r0, r1) */
+static void matmul_rows(void *arg, int64_t r0, int64_t r1, int thread) {
     matmul_job *j = arg;
-    (void)ith, (void)nth;
+    (void)thread;
     const size_t wrow = quant_row_size(j->w->type, j->w->n_in);
     const uint8_t *W = j->w->data;
-    int64_t r0, r1;
-    while (matmul_claim(j, &r0, &r1)) {
-        int64_t r = r0;
-        for (; j->vec_dot4 && r + 4 <= r1; r += 4) {
-            const uint8_t *wr = W + (size_t)r * wrow;
-            for (int t = 0; t < j->T; t++) {
-                float s[4];
-                j->vec_dot4((int)j->w->n_in, s, wr, wrow, j->act + (size_t)t * j->act_row);
-                float *y = j->Y + (size_t)t * j->ldy + r;
-                for (int k = 0; k < 4; k++) y[k] = s[k] + (j->bias ? j->bias[r + k] : 0.0f);
-            }
+    int64_t r = r0;
+    for (; j->vec_dot4 && r + 4 <= r1; r += 4) {
+        const uint8_t *wr = W + (size_t)r * wrow;
+        for (int t = 0; t < j->T; t++) {
+            float s[4];
+            j->vec_dot4((int)j->w->n_in, s, wr, wrow, j->act + (size_t)t * j->act_row);
+            float *y = j->Y + (size_t)t * j->ldy + r;
+            for (int k = 0; k < 4; k++) y[k] = s[k] + (j->bias ? j->bias[r + k] : 0.0f);
         }
-        for (; r < r1; r++) {
-            const uint8_t *wr = W + (size_t)r * wrow;
-            const float b = j->bias ? j->bias[r] : 0.0f;
-            for (int t = 0; t < j->T; t++) {
-                float s;
-                j->vec_dot((int)j->w->n_in, &s, wr, j->act + (size_t)t * j->act_row);
-                j->Y[(size_t)t * j->ldy + r] = s + b;
-            }
+    }
+    for (; r < r1; r++) {
+        const uint8_t *wr = W + (size_t)r * wrow;
+        const float b = j->bias ? j->bias[r] : 0.0f;
+        for (int t = 0; t < j->T; t++) {
+            float s;
+            j->vec_dot((int)j->w->n_in, &s, wr, j->act + (size_t)t * j->act_row);
+            j->Y[(size_t)t * j->ldy + r] = s + b;
         }
     }
 }
 
-static void matmul_tiles(void *arg, int ith, int nth) {
+/* weight rows [r0, r1), whole tiles */
+static void matmul_tiles(void *arg, int64_t r0, int64_t r1, int thread) {
     matmul_job *j = arg;
-    (void)ith, (void)nth;
+    (void)thread;
     const kern_gemm_job gj = {.w = j->w->data, .w_row = quant_row_size(j->w->type, j->w->n_in),
                               .n_in = j->w->n_in, .act = j->act, .act_row = j->act_row, .T = j->T,
                               .Y = j->Y, .ldy = j->ldy, .bias = j->bias};
-    int64_t r0, r1;
-    while (matmul_claim(j, &r0, &r1)) j->gemm->rows(&gj, r0, r1);
+    j->gemm->rows(&gj, r0, r1);
 }
 
-/* Runs fn on the pool, or on the calling thread alone when `alone`. */
-static void matmul_run(pl_pool *pool, bool alone, pl_pool_fn fn, matmul_job *j) {
-    if (alone) fn(j, 0, 1);
-    else pool_run(pool, fn, j);
+/* Runs fn over n items in chunks on the pool, or on the calling thread alone
+ * in one call when `alone`. */
+static void matmul_run(pl_pool *pool, bool alone, int64_t n, int64_t chunk, pl_pool_range_fn fn, matmul_job *j) {
+    if (alone) fn(j, 0, n, 0);
+    else pool_for(pool, n, chunk, fn, j);
 }
 
 void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, int T,
@@ -129,7 +119,6 @@ void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, i
     const quant_traits *tr = quant_get(w->type);
     matmul_job j = {.w = w, .vec_dot = o->vec_dot[w->type], .X = X, .ldx = ldx, .T = T,
                     .Y = Y, .ldy = ldy, .bias = bias, .scratch_w = scratch};
-    atomic_init(&j.next, 0);
     if (w->n_in <= MATMUL_DOT4_MAX_IN) j.vec_dot4 = o->vec_dot4[w->type];
     j.gemm = matmul_gemm(o, w, T);
     const int nth = pool_size(pool);
@@ -144,9 +133,9 @@ void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, i
     if (j.gemm) {
         j.act_row = j.gemm->act_size(w->n_in);
         j.convert = j.gemm->act_pack;
-        matmul_run(pool, convert_alone, matmul_convert, &j);
+        matmul_run(pool, convert_alone, T, 0, matmul_convert, &j);
         j.act = scratch;
-        matmul_run(pool, alone, matmul_tiles, &j);
+        matmul_run(pool, alone, w->n_out, j.chunk_rows, matmul_tiles, &j);
         return;
     }
     if (tr->vec_dot_type == QT_F32) {
@@ -156,8 +145,8 @@ void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, i
     } else {
         j.act_row = quant_row_size(tr->vec_dot_type, w->n_in);
         j.convert = o->from_float[tr->vec_dot_type];
-        matmul_run(pool, convert_alone, matmul_convert, &j);
+        matmul_run(pool, convert_alone, T, 0, matmul_convert, &j);
         j.act = scratch;
     }
-    matmul_run(pool, alone, matmul_rows, &j);
+    matmul_run(pool, alone, w->n_out, j.chunk_rows, matmul_rows, &j);
 }

@@ -30,24 +30,77 @@ static void rope_apply(const pl_ctx *ctx, float *v, int n_heads, int pos) {
     }
 }
 
-typedef struct attn_job {
-    pl_ctx *ctx;
-    int layer, T, pos0;
-} attn_job;
+/* Work split: every loop over tokens or (token, head) items runs through
+ * pool_for, whose threads claim chunks, so a thread on a busy core only slows
+ * the chunks it has claimed. Loops too small to repay waking the pool (a
+ * single token's norms, short attention) run on the calling thread. */
+enum {
+    FW_PARALLEL_VALUES = 1 << 15, /* per-token loops: T * values per token below this run inline */
+    FW_ATTN_PARALLEL_MACS = 1 << 16, /* attention multiply-adds below this run inline */
+    FW_ATTN_CHUNKS_PER_THREAD = 8 /* attention chunks per thread (later tokens cost more) */
+};
 
-/* One (token, head) item per iteration: scores against every cached key up
- * to the token's own position (causal), softmax, weighted sum of values. */
-static void attn_worker(void *arg, int ith, int nth) {
-    attn_job *j = arg;
+/* What the per-layer loops share. */
+typedef struct fw_job {
+    pl_ctx *ctx;
+    const model_layer *l;
+    int il, T, pos0;
+} fw_job;
+
+/* Runs fn over the step's T tokens, on the pool when there is enough work. */
+static void fw_tokens(const fw_job *j, int64_t values_per_token, pl_pool_range_fn fn) {
+    if (j->T > 1 && (int64_t)j->T * values_per_token >= FW_PARALLEL_VALUES)
+        pool_for(j->ctx->pool, j->T, 0, fn, (void *)j);
+    else
+        fn((void *)j, 0, j->T, 0);
+}
+
+static void fw_attn_norm(void *arg, int64_t t0, int64_t t1, int thread) {
+    const fw_job *j = arg;
+    const model_hparams *hp = &j->ctx->model->hp;
+    const size_t C = (size_t)hp->n_embd;
+    (void)thread;
+    for (int64_t t = t0; t < t1; t++) kern_rmsnorm(j->ctx->xn + t * C, j->ctx->x + t * C, j->l->attn_norm, (int)C, hp->rms_eps);
+}
+
+/* q/k head norms (qwen3), rotary position, and the token's K and V into the cache. */
+static void fw_qk_store(void *arg, int64_t t0, int64_t t1, int thread) {
+    const fw_job *j = arg;
+    pl_ctx *ctx = j->ctx;
+    const model_layer *l = j->l;
+    const model_hparams *hp = &ctx->model->hp;
+    const int H = hp->n_head, G = hp->n_head_kv, D = hp->head_dim, HD = H * D, GD = G * D;
+    const size_t kv_row = ctx->kv_row_bytes;
+    uint8_t *kc = (uint8_t *)ctx->k_cache + (size_t)j->il * ctx->n_ctx * kv_row;
+    uint8_t *vc = (uint8_t *)ctx->v_cache + (size_t)j->il * ctx->n_ctx * kv_row;
+    (void)thread;
+    for (int t = (int)t0; t < (int)t1; t++) {
+        float *q = ctx->q + (size_t)t * HD, *k = ctx->k + (size_t)t * GD;
+        const int pos = j->pos0 + t;
+        if (l->q_norm) {
+            for (int h = 0; h < H; h++) kern_rmsnorm(q + (size_t)h * D, q + (size_t)h * D, l->q_norm, D, hp->rms_eps);
+            for (int g = 0; g < G; g++) kern_rmsnorm(k + (size_t)g * D, k + (size_t)g * D, l->k_norm, D, hp->rms_eps);
+        }
+        rope_apply(ctx, q, H, pos);
+        rope_apply(ctx, k, G, pos);
+        kern_kv_store(ctx->kv_qt, kc + (size_t)pos * kv_row, k, GD);
+        kern_kv_store(ctx->kv_qt, vc + (size_t)pos * kv_row, ctx->v + (size_t)t * GD, GD);
+    }
+}
+
+/* (token, head) items [i0, i1): scores against every cached key up to the
+ * token's own position (causal), softmax, weighted sum of values. */
+static void fw_attn(void *arg, int64_t i0, int64_t i1, int thread) {
+    const fw_job *j = arg;
     pl_ctx *ctx = j->ctx;
     const model_hparams *hp = &ctx->model->hp;
     const int H = hp->n_head, G = hp->n_head_kv, D = hp->head_dim, group = H / G;
     const size_t kv_row = ctx->kv_row_bytes, kv_head = kv_row / (size_t)G; /* bytes */
-    const uint8_t *kc = (const uint8_t *)ctx->k_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
-    const uint8_t *vc = (const uint8_t *)ctx->v_cache + (size_t)j->layer * ctx->n_ctx * kv_row;
-    float *scores = ctx->att_scores + (size_t)ith * ctx->n_ctx;
+    const uint8_t *kc = (const uint8_t *)ctx->k_cache + (size_t)j->il * ctx->n_ctx * kv_row;
+    const uint8_t *vc = (const uint8_t *)ctx->v_cache + (size_t)j->il * ctx->n_ctx * kv_row;
+    float *scores = ctx->att_scores + (size_t)thread * ctx->n_ctx;
     const float scale = 1.0f / sqrtf((float)D);
-    for (int item = ith; item < j->T * H; item += nth) {
+    for (int item = (int)i0; item < (int)i1; item++) {
         const int t = item / H, h = item % H, g = h / group;
         const int n_pos = j->pos0 + t + 1;
         const float *q = ctx->q + (size_t)t * H * D + (size_t)h * D;
@@ -58,6 +111,51 @@ static void attn_worker(void *arg, int ith, int nth) {
     }
 }
 
+/* Attention over the step: chunks of whole K/V groups (the heads of a group
+ * read the same cached rows), several per thread because later tokens of a
+ * batch attend to more positions. */
+static void fw_attention(const fw_job *j) {
+    const model_hparams *hp = &j->ctx->model->hp;
+    const int H = hp->n_head, group = hp->n_head / hp->n_head_kv;
+    const int64_t items = (int64_t)j->T * H;
+    const double positions = (double)j->T * j->pos0 + (double)j->T * (j->T + 1) / 2; /* sum of n_pos */
+    const int nth = pool_size(j->ctx->pool);
+    if (nth == 1 || 2.0 * positions * H * hp->head_dim < FW_ATTN_PARALLEL_MACS) {
+        fw_attn((void *)j, 0, items, 0);
+        return;
+    }
+    const int64_t groups = items / group, per = (int64_t)nth * FW_ATTN_CHUNKS_PER_THREAD;
+    pool_for(j->ctx->pool, items, (groups + per - 1) / per * group, fw_attn, (void *)j);
+}
+
+/* x += xn (the attention output), then xn = ffn_norm(x). */
+static void fw_resid_ffn_norm(void *arg, int64_t t0, int64_t t1, int thread) {
+    const fw_job *j = arg;
+    const model_hparams *hp = &j->ctx->model->hp;
+    const size_t C = (size_t)hp->n_embd;
+    (void)thread;
+    for (int64_t t = t0; t < t1; t++) {
+        float *x = j->ctx->x + t * C, *xn = j->ctx->xn + t * C;
+        for (size_t i = 0; i < C; i++) x[i] += xn[i];
+        kern_rmsnorm(xn, x, j->l->ffn_norm, (int)C, hp->rms_eps);
+    }
+}
+
+static void fw_silu(void *arg, int64_t t0, int64_t t1, int thread) {
+    const fw_job *j = arg;
+    const size_t F = (size_t)j->ctx->model->hp.n_ff;
+    (void)thread;
+    for (int64_t t = t0; t < t1; t++) kern_silu_mul(j->ctx->gate + t * F, j->ctx->gate + t * F, j->ctx->up + t * F, (int)F);
+}
+
+/* x += xn (the feed-forward output) */
+static void fw_resid(void *arg, int64_t t0, int64_t t1, int thread) {
+    const fw_job *j = arg;
+    const size_t C = (size_t)j->ctx->model->hp.n_embd;
+    (void)thread;
+    for (size_t i = (size_t)t0 * C; i < (size_t)t1 * C; i++) j->ctx->x[i] += j->ctx->xn[i];
+}
+
 /* l: the layer's weights (m->layers[il], or a streaming window's copy) */
 static void layer_forward(pl_ctx *ctx, const model_layer *l, int il, int T, int pos0) {
     const pl_model *m = ctx->model;
@@ -65,43 +163,24 @@ static void layer_forward(pl_ctx *ctx, const model_layer *l, int il, int T, int 
     const int C = hp->n_embd, H = hp->n_head, G = hp->n_head_kv, D = hp->head_dim, F = hp->n_ff;
     const int HD = H * D, GD = G * D;
     pl_pool *pool = ctx->pool;
+    const fw_job j = {.ctx = ctx, .l = l, .il = il, .T = T, .pos0 = pos0};
 
-    for (int t = 0; t < T; t++)
-        kern_rmsnorm(ctx->xn + (size_t)t * C, ctx->x + (size_t)t * C, l->attn_norm, C, hp->rms_eps);
+    fw_tokens(&j, C, fw_attn_norm);
     kern_matmul(pool, &l->wq, ctx->xn, C, T, ctx->q, HD, l->bq, ctx->act_scratch);
     kern_matmul(pool, &l->wk, ctx->xn, C, T, ctx->k, GD, l->bk, ctx->act_scratch);
     kern_matmul(pool, &l->wv, ctx->xn, C, T, ctx->v, GD, l->bv, ctx->act_scratch);
+    fw_tokens(&j, HD + 2 * GD, fw_qk_store);
+    fw_attention(&j);
 
-    const size_t kv_row = ctx->kv_row_bytes;
-    uint8_t *kc = (uint8_t *)ctx->k_cache + (size_t)il * ctx->n_ctx * kv_row;
-    uint8_t *vc = (uint8_t *)ctx->v_cache + (size_t)il * ctx->n_ctx * kv_row;
-    for (int t = 0; t < T; t++) {
-        float *q = ctx->q + (size_t)t * HD, *k = ctx->k + (size_t)t * GD;
-        if (l->q_norm) {
-            for (int h = 0; h < H; h++) kern_rmsnorm(q + (size_t)h * D, q + (size_t)h * D, l->q_norm, D, hp->rms_eps);
-            for (int g = 0; g < G; g++) kern_rmsnorm(k + (size_t)g * D, k + (size_t)g * D, l->k_norm, D, hp->rms_eps);
-        }
-        rope_apply(ctx, q, H, pos0 + t);
-        rope_apply(ctx, k, G, pos0 + t);
-        kern_kv_store(ctx->kv_qt, kc + (size_t)(pos0 + t) * kv_row, k, GD);
-        kern_kv_store(ctx->kv_qt, vc + (size_t)(pos0 + t) * kv_row, ctx->v + (size_t)t * GD, GD);
-    }
-    attn_job aj = {.ctx = ctx, .layer = il, .T = T, .pos0 = pos0};
-    pool_run(pool, attn_worker, &aj);
-
-    /* attention output projection, residual */
+    /* attention output projection, residual; feed-forward:
+     * down(silu(gate(x)) * up(x)), residual */
     kern_matmul(pool, &l->wo, ctx->att_out, HD, T, ctx->xn, C, NULL, ctx->act_scratch);
-    for (size_t i = 0; i < (size_t)T * C; i++) ctx->x[i] += ctx->xn[i];
-
-    /* feed-forward: down(silu(gate(x)) * up(x)), residual */
-    for (int t = 0; t < T; t++)
-        kern_rmsnorm(ctx->xn + (size_t)t * C, ctx->x + (size_t)t * C, l->ffn_norm, C, hp->rms_eps);
+    fw_tokens(&j, 2 * C, fw_resid_ffn_norm);
     kern_matmul(pool, &l->w_gate, ctx->xn, C, T, ctx->gate, F, NULL, ctx->act_scratch);
     kern_matmul(pool, &l->w_up, ctx->xn, C, T, ctx->up, F, NULL, ctx->act_scratch);
-    for (int t = 0; t < T; t++)
-        kern_silu_mul(ctx->gate + (size_t)t * F, ctx->gate + (size_t)t * F, ctx->up + (size_t)t * F, F);
+    fw_tokens(&j, 4 * F, fw_silu);
     kern_matmul(pool, &l->w_down, ctx->gate, F, T, ctx->xn, C, NULL, ctx->act_scratch);
-    for (size_t i = 0; i < (size_t)T * C; i++) ctx->x[i] += ctx->xn[i];
+    fw_tokens(&j, C, fw_resid);
 }
 
 /* One step of T <= n_batch tokens. Logits rows are written for the tokens
