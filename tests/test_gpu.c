@@ -210,6 +210,23 @@ static void test_ctx_without_backend(void) {
 
 /* --------------------------------------------------------- kernels (GPU) */
 
+/* The opt-in fusions (gpu_impl.cuh), in the environment gdev_open reads:
+ * cfg 0 the defaults; 1 every one (SwiGLU hand-off, attention inside the
+ * Q/K/V product, x quantized per block); 2 the same without the last. */
+static void fuse_env(int cfg) {
+    static const char *const vars[3] = {"PL_GPU_FUSE_GLU", "PL_GPU_FUSE_ATTN", "PL_GPU_STAGE_BLOCKS"};
+    for (int i = 0; i < 3; i++) {
+        if (cfg == 0 || (cfg == 2 && i == 2)) unsetenv(vars[i]);
+        else setenv(vars[i], i == 2 ? "1000000" : "1", 1);
+    }
+}
+
+/* PL_GPU_FUSE=0 (an A/B run) turns all of them off. */
+static int fusions_allowed(void) {
+    const char *f = getenv("PL_GPU_FUSE");
+    return !(f && !strcmp(f, "0"));
+}
+
 static void *dev_copy(const void *p, size_t n) {
     void *d = NULL;
     if (gdev_alloc(g_dev, n, &d) || gdev_h2d(g_dev, d, p, n) || gdev_sync(g_dev)) return NULL;
@@ -349,7 +366,9 @@ static void test_matvec(void) {
     gdev_free(g_dev, dx), gdev_free(g_dev, dy);
 }
 
-/* The fused Q/K/V + RoPE + cache store equals the product followed by gdev_rope_kv. */
+/* The fused Q/K/V + RoPE + cache store equals the product followed by
+ * gdev_rope_kv; with attention fused in too (the last block of each KV group
+ * attends), the output equals gdev_attention's over the same cache. */
 static void test_qkv_rope(void) {
     NEED_GPU();
     enum { C = 256, H = 4, G = 2, D = 64, P = 9 };
@@ -367,25 +386,39 @@ static void test_qkv_rope(void) {
                 const double th = p * pow(10000.0, -2.0 * i / D);
                 cs[p * D / 2 + i] = (float)cos(th), sn[p * D / 2 + i] = (float)sin(th);
             }
-        static uint16_t zeros[P * G * D];
+        static uint16_t init[P * G * D];
+        for (int i = 0; i < P * G * D; i++) init[i] = pl_f32_to_fp16(frand());
         const int pos = 5;
-        float *q[2], *k = NULL, *v = NULL;
-        uint16_t *kc[2], *vc[2];
+        float *q[3], *k = NULL, *v = NULL, *out[3] = {NULL, NULL, NULL};
+        uint16_t *kc[3], *vc[3];
         float *dx = dev_copy(x, sizeof x), *dnw = dev_copy(nw, sizeof nw), *db = dev_copy(bias, sizeof bias);
         float *dcs = dev_copy(cs, sizeof cs), *dsn = dev_copy(sn, sizeof sn);
         int *dpos = dev_copy(&pos, sizeof pos);
         k = dev_copy(bias, sizeof(float) * G * D), v = dev_copy(bias, sizeof(float) * G * D);
-        for (int j = 0; j < 2; j++) {
-            q[j] = dev_copy(bias, sizeof bias);
-            kc[j] = dev_copy(zeros, sizeof zeros), vc[j] = dev_copy(zeros, sizeof zeros);
+        for (int j = 0; j < 3; j++) {
+            q[j] = dev_copy(bias, sizeof bias), out[j] = dev_copy(bias, sizeof bias);
+            kc[j] = dev_copy(init, sizeof init), vc[j] = dev_copy(init, sizeof init);
         }
-        for (int j = 0; j < 2; j++) {
+        int attended = 0;
+        for (int j = 0; j < 3; j++) { /* fused; separate ops (the reference); fused with attention */
             gdev_attn at = {.T = 1, .H = H, .G = G, .D = D, .n_rot = D, .d_pos = dpos, .d_q = q[j], .d_k = k, .d_v = v,
-                            .d_kc = kc[j], .d_vc = vc[j], .d_cos = dcs, .d_sin = dsn, .eps = 1e-5f};
+                            .d_kc = kc[j], .d_vc = vc[j], .d_cos = dcs, .d_sin = dsn, .eps = 1e-5f, .d_out = out[j]};
             const gdev_mv_out outs[3] = {{&dm[0], q[j], db, 0}, {&dm[1], k, db, 0}, {&dm[2], v, NULL, 0}};
-            if (j == 0) REQUIRE(gdev_matvec_qkv(g_dev, outs, dx, dnw, 1e-5f, &at) == PL_OK, "%s", pl_last_error());
-            else REQUIRE(gdev_matvec(g_dev, outs, 3, dx, dnw, 1e-5f) == PL_OK && gdev_rope_kv(g_dev, &at) == PL_OK, "%s",
-                         pl_last_error());
+            if (j == 0) REQUIRE(gdev_matvec_qkv(g_dev, outs, dx, dnw, 1e-5f, &at, NULL) == PL_OK, "%s", pl_last_error());
+            else if (j == 1)
+                REQUIRE(gdev_matvec(g_dev, outs, 3, dx, dnw, 1e-5f) == PL_OK && gdev_rope_kv(g_dev, &at) == PL_OK &&
+                            gdev_attention(g_dev, &at) == PL_OK,
+                        "%s", pl_last_error());
+            else {
+                gdev *d2 = NULL; /* a device handle with the attention fusion on */
+                fuse_env(1);
+                const pl_status st = gdev_open(&d2, NULL);
+                fuse_env(0);
+                REQUIRE(st == PL_OK, "%s", pl_last_error());
+                REQUIRE(gdev_matvec_qkv(d2, outs, dx, dnw, 1e-5f, &at, &attended) == PL_OK && gdev_sync(d2) == PL_OK,
+                        "%s", pl_last_error());
+                gdev_close(d2);
+            }
         }
         float qa[H * D], qb[H * D];
         uint16_t ka[P * G * D], kb[P * G * D], va[P * G * D], vb[P * G * D];
@@ -405,8 +438,30 @@ static void test_qkv_rope(void) {
               rel_err(qa, qref, H * D));
         CHECK(bad == 0 && written > G * D - 4, "%s: cache: %d entries differ, %d written at the position",
               quant_get(types[ti])->name, bad, written);
+        /* with attention: same q and cache, and gdev_attention's output (PL_GPU_FUSE_ATTN=0: not fused) */
+        float oa[H * D], ob[H * D];
+        REQUIRE(dev_get(qa, q[2], sizeof qa) && dev_get(ka, kc[2], sizeof ka) && dev_get(va, vc[2], sizeof va) &&
+                    dev_get(oa, out[2], sizeof oa) && dev_get(ob, out[1], sizeof ob),
+                "%s", pl_last_error());
+        double oref[H * D];
+        for (int i = 0; i < H * D; i++) oref[i] = ob[i];
+        CHECK(attended == fusions_allowed(), "%s: attention fused: %d", quant_get(types[ti])->name, attended);
+        if (attended) {
+            bad = 0;
+            for (int i = 0; i < P * G * D; i++) {
+                const float a1 = pl_fp16_to_f32(ka[i]), b1 = pl_fp16_to_f32(kb[i]), a2 = pl_fp16_to_f32(va[i]),
+                            b2 = pl_fp16_to_f32(vb[i]);
+                if (fabsf(a1 - b1) > 1e-3f * (1 + fabsf(b1)) || fabsf(a2 - b2) > 1e-3f * (1 + fabsf(b2))) bad++;
+            }
+            CHECK(rel_err(qa, qref, H * D) < 1e-5 && bad == 0, "%s: q or cache differ with attention fused (%d)",
+                  quant_get(types[ti])->name, bad);
+            /* the cache may differ by an f16 rounding (a fused multiply-add or not) */
+            CHECK(rel_err(oa, oref, H * D) < 1e-3, "%s: fused attention differs by %.3g", quant_get(types[ti])->name,
+                  rel_err(oa, oref, H * D));
+        }
         for (int i = 0; i < 3; i++) dev_mat_free(&dm[i]), tmat_free(&m[i]);
-        for (int j = 0; j < 2; j++) gdev_free(g_dev, q[j]), gdev_free(g_dev, kc[j]), gdev_free(g_dev, vc[j]);
+        for (int j = 0; j < 3; j++)
+            gdev_free(g_dev, q[j]), gdev_free(g_dev, kc[j]), gdev_free(g_dev, vc[j]), gdev_free(g_dev, out[j]);
         gdev_free(g_dev, dx), gdev_free(g_dev, dnw), gdev_free(g_dev, db), gdev_free(g_dev, dcs);
         gdev_free(g_dev, dsn), gdev_free(g_dev, dpos), gdev_free(g_dev, k), gdev_free(g_dev, v);
     }
@@ -631,14 +686,18 @@ static void model_case(const char *name, rm_spec s, double tol) {
     REQUIRE(run_seq(m, PL_DEVICE_CPU, 0, toks, NP, NS, cpu), "%s: CPU: %s", name, pl_last_error());
     for (size_t i = 0; i < n; i++) ref[i] = cpu[i];
     const int layers[2] = {0, 1}; /* full offload; the first layer only */
-    for (int k = 0; k < 2; k++) {
-        REQUIRE(run_seq(m, PL_DEVICE_CUDA, layers[k], toks, NP, NS, gpu), "%s: GPU: %s", name, pl_last_error());
-        for (int r = 0; r < NP + NS; r++) {
-            const double e = rel_err(gpu + (size_t)r * s.V, ref + (size_t)r * s.V, (size_t)s.V);
-            CHECK(e < tol, "%s (n_gpu_layers %d): logits row %d (%s) differ from the CPU's by %.3g", name, layers[k], r,
-                  r < NP ? "prompt batch" : "single-token step", e);
+    for (int cfg = 0; cfg < 3; cfg++) /* the defaults, then the opt-in fusions (fuse_env) */
+        for (int k = 0; k < 2; k++) {
+            fuse_env(cfg);
+            const int ok = run_seq(m, PL_DEVICE_CUDA, layers[k], toks, NP, NS, gpu);
+            fuse_env(0);
+            REQUIRE(ok, "%s: GPU: %s", name, pl_last_error());
+            for (int r = 0; r < NP + NS; r++) {
+                const double e = rel_err(gpu + (size_t)r * s.V, ref + (size_t)r * s.V, (size_t)s.V);
+                CHECK(e < tol, "%s (n_gpu_layers %d, fusions %d): logits row %d (%s) differ from the CPU's by %.3g", name,
+                      layers[k], cfg, r, r < NP ? "prompt batch" : "single-token step", e);
+            }
         }
-    }
     free(cpu), free(gpu), free(ref);
     pl_model_free(m);
 }

@@ -22,6 +22,14 @@ pl_status gdev_launch_check(const char *what) {
 
 extern "C" int gdev_built(void) { return 1; }
 
+/* An integer from the environment, or def when unset or not a number. */
+static int gdev_env_int(const char *name, int def) {
+    const char *v = getenv(name);
+    char *end = NULL;
+    const long x = v && *v ? strtol(v, &end, 10) : def;
+    return v && *v && end && !*end ? (int)x : def;
+}
+
 extern "C" pl_status gdev_open(gdev **out, gdev_info *info) {
     *out = NULL;
     int n = 0;
@@ -47,12 +55,24 @@ extern "C" pl_status gdev_open(gdev **out, gdev_info *info) {
         free(d);
         return gdev_cuda_fail(e, "creating a stream");
     }
-    e = cudaMalloc((void **)&d->xq, GDEV_XQ_BYTES);
+    /* xq, carry and the counters in one allocation; the counters start at 0
+     * and every hand-off resets the ones it used */
+    e = cudaMalloc((void **)&d->xq, 2 * GDEV_XQ_BYTES + GDEV_CNT * sizeof(int));
+    if (e == cudaSuccess) e = cudaMemset(d->xq, 0, 2 * GDEV_XQ_BYTES + GDEV_CNT * sizeof(int));
     if (e != cudaSuccess) {
+        if (d->xq) cudaFree(d->xq);
         cudaStreamDestroy(d->stream);
         free(d);
         return gdev_cuda_fail(e, "allocating device scratch");
     }
+    d->carry = d->xq + GDEV_XQ_BYTES;
+    d->cnt = (int *)(d->xq + 2 * GDEV_XQ_BYTES);
+    /* PL_GPU_FUSE=0 gives the earlier op sequence (a quantization kernel
+     * before every int8 product), for A/B measurements; the others opt in */
+    d->hand_att = gdev_env_int("PL_GPU_FUSE", 1) != 0;
+    d->hand_glu = d->hand_att && gdev_env_int("PL_GPU_FUSE_GLU", 0) != 0;
+    d->fuse_attn = d->hand_att && gdev_env_int("PL_GPU_FUSE_ATTN", 0) != 0;
+    d->stage_blocks = d->hand_att ? gdev_env_int("PL_GPU_STAGE_BLOCKS", 0) : 0;
     pl_status st = gdev_kernels_init(d);
     if (st) {
         gdev_close(d);
@@ -107,7 +127,7 @@ extern "C" pl_status gdev_alloc(gdev *d, size_t bytes, void **out) {
 }
 
 extern "C" void gdev_free(gdev *d, void *p) {
-    (void)d;
+    if (d) d->carry_src = NULL; /* the address may come back for other data */
     if (p) cudaFree(p);
 }
 
@@ -140,6 +160,7 @@ extern "C" void gdev_host_unregister(gdev *d, void *p) {
 
 extern "C" pl_status gdev_h2d(gdev *d, void *dst, const void *src, size_t bytes) {
     d->after_kernel = 0;
+    d->carry_src = NULL;
     GDEV_TRY(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, d->stream), "copying to the device");
     return PL_OK;
 }
@@ -157,6 +178,7 @@ extern "C" pl_status gdev_sync(gdev *d) {
 
 extern "C" pl_status gdev_capture_begin(gdev *d) {
     d->after_kernel = 0;
+    d->carry_src = NULL;
     GDEV_TRY(cudaStreamBeginCapture(d->stream, cudaStreamCaptureModeThreadLocal), "starting graph capture");
     return PL_OK;
 }
@@ -180,6 +202,7 @@ extern "C" void gdev_capture_abort(gdev *d) {
 
 extern "C" pl_status gdev_replay(gdev *d) {
     d->after_kernel = 0;
+    d->carry_src = NULL;
     if (!d->exec) return pl_fail(PL_ERR_INTERNAL, "gpu: no graph was captured");
     GDEV_TRY(cudaGraphLaunch(d->exec, d->stream), "launching the graph");
     return PL_OK;

@@ -122,9 +122,16 @@ pl_status gdev_rope_kv(gdev *d, const gdev_attn *a);
 /* gdev_matvec of one token's Q, K, V (outs[0..2]: one type and width, with
  * their biases) followed, in the same launch, by gdev_rope_kv's work for
  * adjacent-pair rotation without Q/K norms (a->neox 0, a->d_qn NULL, T 1):
- * each warp's two rows are one rotation pair. */
+ * each warp's two rows are one rotation pair. With `attended` and a->d_out,
+ * gdev_attention's work may be done in the same launch too (then *attended
+ * is set to 1): the block that finishes a KV group's Q, K and V rows last
+ * attends for that group's heads. */
 pl_status gdev_matvec_qkv(gdev *d, const gdev_mv_out *outs, const float *d_x, const float *d_norm, float eps,
-                          const gdev_attn *a);
+                          const gdev_attn *a, int *attended);
+/* gdev_rope_kv's T tokens attended (a->d_out). For one token whose head size
+ * is a multiple of 32, the output's int8 copy is left for the product that
+ * reads it next (the hand-off, gpu_impl.cuh); so is SwiGLU's by
+ * gdev_matvec_glu. */
 pl_status gdev_attention(gdev *d, const gdev_attn *a);
 
 #ifdef __cplusplus

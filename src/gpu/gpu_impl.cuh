@@ -32,12 +32,30 @@ struct gdev {
     int n_sm;
     int pdl;          /* programmatic dependent launches (compute capability 9.0+) */
     unsigned char *xq; /* the int8 copy of a matrix-vector input (gpu_matvec.cu) */
+    /* The hand-off: an op whose output feeds one int8 product (attention ->
+     * output projection, SwiGLU -> down) also writes that output quantized,
+     * as k_quant_x would, to `carry`; the product right after it, reading
+     * carry_src (carry_n values, no norm), uses that copy. Every launch, copy
+     * and free forgets it, so only the very next op can take it. */
+    unsigned char *carry;
+    const float *carry_src;
+    int carry_n;
+    int *cnt;         /* zeroed counters of last-block-finishes hand-offs (each resets its own) */
+    /* Which of the fusions run (environment, read at gdev_open; README and
+     * NOTES.md say what each measured). On unless said: */
+    int hand_att;     /* attention -> output projection hand-off (PL_GPU_FUSE=0: off) */
+    int hand_glu;     /* SwiGLU -> down hand-off (PL_GPU_FUSE_GLU=1: on) */
+    int fuse_attn;    /* attention inside the Q/K/V product (PL_GPU_FUSE_ATTN=1: on) */
+    int stage_blocks; /* int8 products of at most this many blocks quantize x per
+                       * block (PL_GPU_STAGE_BLOCKS=N; default 0: none) */
     int after_kernel; /* the last op on the stream was a kernel */
 };
 
-/* Bytes of gdev.xq: 22 per 16 inputs, so rows up to 700k elements (the
- * shared-memory limit of the float kernels binds long before). */
+/* Bytes of gdev.xq and of gdev.carry: 22 per 16 inputs, so rows up to 700k
+ * elements (the shared-memory limit of the float kernels binds long before);
+ * GDEV_CNT counters. */
 #define GDEV_XQ_BYTES ((size_t)1 << 20)
+#define GDEV_CNT 65536
 
 /* A failed CUDA call as a status with the runtime's words. */
 pl_status gdev_cuda_fail(cudaError_t e, const char *what);
@@ -66,6 +84,7 @@ static pl_status gdev_launch(gdev *d, const char *what, void (*k)(P...), dim3 gr
     cfg.numAttrs = 1;
     const cudaError_t e = cudaLaunchKernelEx(&cfg, k, args...);
     d->after_kernel = 1;
+    d->carry_src = NULL;
     if (e != cudaSuccess) return gdev_cuda_fail(e, what);
     return gdev_launch_check(what);
 }
@@ -255,6 +274,27 @@ __device__ __forceinline__ float gdev_warp_max(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
+}
+
+/* The int8 form of a vector of n_parts 16-value parts that the products read
+ * (x as the CPU's Q8_0 activations): the values (16 bytes a part), each
+ * part's sum as an int at 16 * n_parts (for the weights' offsets and
+ * minimums), each 32-value chunk's scale as a float at 20 * n_parts. */
+#define GDEV_XQ_PER_PART 22
+
+/* Chunk c of that form from the warp's 32 values (v: this lane's): scale
+ * amax/127 and values rounded as quantize_row_q8_0. Whole warp. */
+__device__ __forceinline__ void gdev_quant_chunk(float v, int c, int n_parts, unsigned char *out) {
+    const int lane = threadIdx.x & 31;
+    const float amax = gdev_warp_max(fabsf(v));
+    const float dd = amax / 127.0f, id = dd != 0.0f ? 1.0f / dd : 0.0f;
+    const int q = (int)roundf(v * id);
+    out[32 * c + lane] = (unsigned char)(signed char)q;
+    int s = q;
+#pragma unroll
+    for (int o = 8; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    if ((lane & 15) == 0) ((int *)(out + 16 * n_parts))[2 * c + (lane >> 4)] = s;
+    if (lane == 0) ((float *)(out + 20 * n_parts))[c] = dd;
 }
 
 #endif

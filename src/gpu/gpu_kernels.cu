@@ -5,7 +5,7 @@
  * products: gpu_gemm.cu.) Kernels read positions from device memory so a
  * captured graph replays unchanged at every position.
  */
-#include "gpu_impl.cuh"
+#include "gpu_attn.cuh"
 
 #include <math.h>
 #include <string.h>
@@ -131,113 +131,50 @@ extern "C" pl_status gdev_rope_kv(gdev *d, const gdev_attn *a) {
     return gdev_launch(d, "rope_kv", k_rope_kv, dim3((unsigned)((items + 3) / 4)), dim3(128), 0, *a);
 }
 
-enum { AT_WARPS = 8 };
-
-/* Block (head h, token t): each warp takes tiles of 32 keys, one key per lane
- * for the scores, then the 32 values with the weights broadcast; the warps'
- * online-softmax states are merged at the end. NDV = ceil(D / 32). */
-template <int NDV> __global__ void __launch_bounds__(AT_WARPS * 32) k_attention(const gdev_attn a) {
+/* Block (head h, token t): gdev_attn_heads with one head. With oq (one
+ * token, D a multiple of 32) the head's output is also written there
+ * quantized, whole chunks per head, for the output projection (the hand-off). */
+template <int NDV>
+__global__ void __launch_bounds__(GDEV_AT_WARPS * 32) k_attention(const gdev_attn a, unsigned char *oq) {
     extern __shared__ float at_smem[];
     gdev_dep_wait();
-    const int h = blockIdx.x, t = blockIdx.y, D = a.D, GD = a.G * D, g = h / (a.H / a.G);
-    const int n_keys = *a.d_pos + t + 1;
-    float *qs = at_smem, *ws = at_smem + D;
-    for (int i = threadIdx.x; i < D; i += blockDim.x) qs[i] = a.d_q[(size_t)t * a.H * D + (size_t)h * D + i];
-    __syncthreads();
-    const float scale = 1.0f / sqrtf((float)D);
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
-    const __half *kc = (const __half *)a.d_kc + (size_t)g * D, *vc = (const __half *)a.d_vc + (size_t)g * D;
-    float m = -INFINITY, l = 0.0f, acc[NDV];
-#pragma unroll
-    for (int i = 0; i < NDV; i++) acc[i] = 0.0f;
-    for (int base = warp * 32; base < n_keys; base += AT_WARPS * 32) {
-        const int p = base + lane;
-        float s = -INFINITY;
-        if (p < n_keys) {
-            const __half *kr = kc + (size_t)p * GD;
-            float dot = 0.0f;
-            if ((D & 7) == 0) {
-                /* all of the row's 16-byte loads first (D <= 32 * NDV) */
-                uint4 raw[4 * NDV];
-#pragma unroll
-                for (int c = 0; c < 4 * NDV; c++)
-                    if (8 * c < D) raw[c] = *(const uint4 *)(kr + 8 * c);
-#pragma unroll
-                for (int c = 0; c < 4 * NDV; c++) {
-                    if (8 * c >= D) break;
-                    const __half2 *h2 = (const __half2 *)&raw[c];
-#pragma unroll
-                    for (int j = 0; j < 4; j++) {
-                        const float2 f = __half22float2(h2[j]);
-                        dot += f.x * qs[8 * c + 2 * j] + f.y * qs[8 * c + 2 * j + 1];
-                    }
-                }
-            } else {
-                for (int i = 0; i < D; i++) dot += __half2float(kr[i]) * qs[i];
-            }
-            s = dot * scale;
-        }
-        const float m_new = fmaxf(m, gdev_warp_max(s));
-        const float corr = expf(m - m_new);
-        const float e = p < n_keys ? expf(s - m_new) : 0.0f;
-        l = l * corr + gdev_warp_sum(e);
-#pragma unroll
-        for (int i = 0; i < NDV; i++) acc[i] *= corr;
-        const int nk = min(32, n_keys - base);
-        /* values in groups of 8 keys, each group's loads issued together */
-        for (int j0 = 0; j0 < nk; j0 += 8) {
-            float vv[8][NDV];
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int i = 0; i < NDV; i++)
-                    vv[j][i] = j0 + j < nk && lane + 32 * i < D
-                                   ? __half2float(vc[(size_t)(base + j0 + j) * GD + lane + 32 * i])
-                                   : 0.0f;
-#pragma unroll
-            for (int j = 0; j < 8; j++) {
-                const float w = __shfl_sync(0xffffffffu, e, j0 + j);
-#pragma unroll
-                for (int i = 0; i < NDV; i++) acc[i] += w * vv[j][i];
-            }
-        }
-        m = m_new;
-    }
-    float *mine = ws + warp * (D + 2);
-    if (lane == 0) mine[0] = m, mine[1] = l;
-#pragma unroll
-    for (int i = 0; i < NDV; i++)
-        if (lane + 32 * i < D) mine[2 + lane + 32 * i] = acc[i];
-    __syncthreads();
-    for (int dd = threadIdx.x; dd < D; dd += blockDim.x) {
-        float M = -INFINITY;
-        for (int w = 0; w < AT_WARPS; w++) M = fmaxf(M, ws[w * (D + 2)]);
-        float L = 0.0f, o = 0.0f;
-        for (int w = 0; w < AT_WARPS; w++) {
-            const float mw = ws[w * (D + 2)];
-            if (mw == -INFINITY) continue;
-            const float f = expf(mw - M);
-            L += ws[w * (D + 2) + 1] * f;
-            o += ws[w * (D + 2) + 2 + dd] * f;
-        }
-        a.d_out[(size_t)t * a.H * D + (size_t)h * D + dd] = o / L;
-    }
+    const int h = blockIdx.x, t = blockIdx.y, D = a.D, g = h / (a.H / a.G);
+    gdev_at_job j;
+    j.q = a.d_q + (size_t)t * a.H * D + (size_t)h * D;
+    j.kc = (const __half *)a.d_kc + (size_t)g * D;
+    j.vc = (const __half *)a.d_vc + (size_t)g * D;
+    j.GD = a.G * D;
+    j.D = D;
+    j.n_keys = *a.d_pos + t + 1;
+    j.hpg = 1;
+    j.out = a.d_out + (size_t)t * a.H * D + (size_t)h * D;
+    j.oq = oq;
+    j.oq_c0 = h * D / 32;
+    j.oq_parts = a.H * D / 16;
+    gdev_attn_heads<NDV>(j, at_smem);
 }
 
 extern "C" pl_status gdev_attention(gdev *d, const gdev_attn *a) {
     const int ndv = (a->D + 31) / 32;
-    const size_t smem = (size_t)(a->D + AT_WARPS * (a->D + 2)) * sizeof(float);
+    const size_t smem = (size_t)gdev_attn_smem_floats(1, a->D) * sizeof(float);
     const dim3 grid((unsigned)a->H, (unsigned)a->T);
-    const dim3 block(AT_WARPS * 32);
+    const dim3 block(GDEV_AT_WARPS * 32);
+    const int HD = a->H * a->D;
+    /* the hand-off of the output to the output projection */
+    const int hand = d->hand_att && a->T == 1 && a->D % 32 == 0 && (size_t)HD / 16 * GDEV_XQ_PER_PART <= GDEV_XQ_BYTES;
+    unsigned char *oq = hand ? d->carry : NULL;
+    pl_status st;
     switch (ndv) {
-    case 1: return gdev_launch(d, "attention", k_attention<1>, grid, block, smem, *a);
-    case 2: return gdev_launch(d, "attention", k_attention<2>, grid, block, smem, *a);
-    case 3: return gdev_launch(d, "attention", k_attention<3>, grid, block, smem, *a);
-    case 4: return gdev_launch(d, "attention", k_attention<4>, grid, block, smem, *a);
+    case 1: st = gdev_launch(d, "attention", k_attention<1>, grid, block, smem, *a, oq); break;
+    case 2: st = gdev_launch(d, "attention", k_attention<2>, grid, block, smem, *a, oq); break;
+    case 3: st = gdev_launch(d, "attention", k_attention<3>, grid, block, smem, *a, oq); break;
+    case 4: st = gdev_launch(d, "attention", k_attention<4>, grid, block, smem, *a, oq); break;
     case 5:
     case 6:
     case 7:
-    case 8: return gdev_launch(d, "attention", k_attention<8>, grid, block, smem, *a);
+    case 8: st = gdev_launch(d, "attention", k_attention<8>, grid, block, smem, *a, oq); break;
     default: return pl_fail(PL_ERR_UNSUPPORTED, "gpu: head dimension %d is above the 256 the kernels handle", a->D);
     }
+    if (!st && hand) d->carry_src = a->d_out, d->carry_n = HD;
+    return st;
 }

@@ -357,11 +357,12 @@ static pl_status gm_layer(struct gpu_ctx *g, const pl_model *m, int il, int T) {
      * the cache store ride on the Q/K/V product */
     const int fused = T == 1 && !at.neox && !at.d_qn && w[GM_WQ].type == w[GM_WK].type &&
                       w[GM_WQ].type == w[GM_WV].type;
+    int attended = 0; /* the fused product did the attention too */
     if (T == 1) {
         const gdev_mv_out qkv[3] = {{&w[GM_WQ], g->q, l->vecs[GM_BQ], 0},
                                     {&w[GM_WK], g->k, l->vecs[GM_BK], 0},
                                     {&w[GM_WV], g->v, l->vecs[GM_BV], 0}};
-        st = fused ? gdev_matvec_qkv(d, qkv, g->x, l->vecs[GM_ATTN_NORM], eps, &at)
+        st = fused ? gdev_matvec_qkv(d, qkv, g->x, l->vecs[GM_ATTN_NORM], eps, &at, &attended)
                    : gdev_matvec(d, qkv, 3, g->x, l->vecs[GM_ATTN_NORM], eps);
         if (st) return st;
     } else {
@@ -371,7 +372,7 @@ static pl_status gm_layer(struct gpu_ctx *g, const pl_model *m, int il, int T) {
             (st = gdev_gemm(d, &w[GM_WV], g->xn, C, T, g->v, GD, l->vecs[GM_BV], 0)))
             return st;
     }
-    if ((!fused && (st = gdev_rope_kv(d, &at))) || (st = gdev_attention(d, &at))) return st;
+    if ((!fused && (st = gdev_rope_kv(d, &at))) || (!attended && (st = gdev_attention(d, &at)))) return st;
     if (T == 1) {
         const gdev_mv_out o = {&w[GM_WO], g->x, NULL, 1};
         if ((st = gdev_matvec(d, &o, 1, g->att, NULL, 0))) return st;

@@ -85,8 +85,9 @@ pl_status gdev_rope_kv(gdev *d, const gdev_attn *a) {
     return none_fail();
 }
 pl_status gdev_matvec_qkv(gdev *d, const gdev_mv_out *outs, const float *d_x, const float *d_norm, float eps,
-                          const gdev_attn *a) {
+                          const gdev_attn *a, int *attended) {
     (void)d, (void)outs, (void)d_x, (void)d_norm, (void)eps, (void)a;
+    if (attended) *attended = 0;
     return none_fail();
 }
 pl_status gdev_attention(gdev *d, const gdev_attn *a) {
