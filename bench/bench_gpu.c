@@ -7,12 +7,18 @@
  * of single-token steps, graph replay and, for comparison, eager launches),
  * with the weight bytes a decode step reads turned into GB/s and a share of
  * the copy bandwidth. Figures only, nothing asserted; without CUDA it says so
- * and exits 0.
- *   bench_gpu [--model FILE] [--type q4_0|q8_0|q4_k|q6_k|f16] [--prompt N]
- *             [--gen N] [--ctx N] [--reps N] [--out FILE]
+ * and exits 0. --reference RECIPE writes the model as F16 and quantizes it
+ * with that recipe (Q4_0, Q8_0, Q4_K_M, ...) exactly as llama-quantize would
+ * (`pocketllm quantize --reference`), so llama.cpp can be run on the same
+ * file (bench/run_gpu_llama.sh); --type writes the matrices of that type
+ * directly (the embedding too).
+ *   bench_gpu [--model FILE] [--type q4_0|q8_0|q4_k|q6_k|f16 | --reference RECIPE]
+ *             [--prompt N] [--gen N] [--ctx N] [--reps N] [--out FILE]
  */
 #include "gpu/gpu.h"
+#include "model/quantize_model.h"
 #include "pocketllm.h"
+#include "quant/quant_recipe.h"
 #include "../tests/random_model.h"
 
 #include <stdio.h>
@@ -45,19 +51,21 @@ static int bench_decode(pl_ctx *c, const pl_token *toks, int gen, int reps, doub
 }
 
 int main(int argc, char **argv) {
-    const char *model_path = NULL, *out = "/tmp/pl-bench-gpu-1b.gguf", *type_name = "q4_0";
+    const char *model_path = NULL, *out = "/tmp/pl-bench-gpu-1b.gguf", *type_name = "q4_0", *recipe = NULL;
     int n_prompt = 512, gen = 128, n_ctx = 1024, reps = 5;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model_path = v, i++;
         else if (!strcmp(a, "--type") && v) type_name = v, i++;
+        else if (!strcmp(a, "--reference") && v) recipe = v, i++;
         else if (!strcmp(a, "--prompt") && v) n_prompt = atoi(v), i++;
         else if (!strcmp(a, "--gen") && v) gen = atoi(v), i++;
         else if (!strcmp(a, "--ctx") && v) n_ctx = atoi(v), i++;
         else if (!strcmp(a, "--reps") && v) reps = atoi(v), i++;
         else if (!strcmp(a, "--out") && v) out = v, i++;
         else {
-            fprintf(stderr, "usage: bench_gpu [--model FILE] [--type T] [--prompt N] [--gen N] [--ctx N] [--reps N] [--out FILE]\n");
+            fprintf(stderr, "usage: bench_gpu [--model FILE] [--type T | --reference RECIPE] [--prompt N] [--gen N] [--ctx N] "
+                            "[--reps N] [--out FILE]\n");
             return 2;
         }
     }
@@ -77,17 +85,34 @@ int main(int argc, char **argv) {
     printf("device: %s, %d SMs, %.1f GiB free; device-to-device copy: %.0f GB/s (read + write)\n", info.name, info.n_sm,
            (double)info.mem_free / (1 << 30), copy_gbps);
     if (!model_path) {
-        const int t = quant_type_from_name(type_name);
+        const int t = quant_type_from_name(recipe ? "f16" : type_name);
         if (t < 0) {
             fprintf(stderr, "unknown type %s\n", type_name);
             return 2;
         }
+        quant_model_params qp = quant_model_default_params();
+        if (recipe && !(qp.recipe = quant_recipe_find(recipe))) {
+            fprintf(stderr, "unknown recipe %s\n", recipe);
+            return 2;
+        }
+        char f16_path[512];
+        snprintf(f16_path, sizeof f16_path, "%s.f16", out);
         rm_spec s = {.arch = "llama", .C = 2048, .L = 16, .H = 32, .G = 8, .D = 64, .F = 8192, .V = 32000,
                      .t_qko = (uint32_t)t, .t_v = (uint32_t)t, .t_gu = (uint32_t)t, .t_down = (uint32_t)t,
-                     .t_embd = (uint32_t)t, .raw = 1, .seed = 3};
+                     .t_embd = (uint32_t)t, .raw = !recipe, .seed = 3};
         const double t0 = pl_time_ms();
-        if (!rm_write(&s, out)) return 1;
-        printf("wrote random 1B llama (%s) to %s in %.1f s\n", type_name, out, (pl_time_ms() - t0) / 1e3);
+        if (!rm_write(&s, recipe ? f16_path : out)) return 1;
+        if (recipe) {
+            qp.method = QM_REFERENCE;
+            const pl_status st = quant_model_file(f16_path, out, &qp);
+            remove(f16_path);
+            if (st) {
+                fprintf(stderr, "quantize: %s\n", pl_last_error());
+                return 1;
+            }
+        }
+        printf("wrote random 1B llama (%s%s) to %s in %.1f s\n", recipe ? recipe : type_name,
+               recipe ? ", quantized from F16 as llama-quantize does" : "", out, (pl_time_ms() - t0) / 1e3);
         model_path = out;
     }
     pl_model *m = NULL;
