@@ -60,10 +60,13 @@ $(B)/obj/src/kernels/x86_avx512_gemm.o: CFLAGS += $(ISA_FLAGS_x86_avx512)
 $(B)/obj/src/kernels/x86_avx512_bf16.o: CFLAGS += $(ISA_FLAGS_x86_avx512) -mavx512bf16
 endif
 # aarch64: NEON is baseline armv8-a (arm_neon*.c need no flag); only the SDOT
-# file is built for armv8.2-a+dotprod, and runs only where hwcaps report it.
+# and SMMLA files are built for armv8.2-a+dotprod(+i8mm), and run only where
+# hwcaps report those.
 ISA_FLAGS_arm_dotprod = -march=armv8.2-a+dotprod
+ISA_FLAGS_arm_i8mm    = -march=armv8.2-a+dotprod+i8mm
 ifneq ($(filter aarch64-% arm64-%,$(TARGET_MACHINE)),)
 $(B)/obj/src/kernels/arm_dotprod.o: CFLAGS += $(ISA_FLAGS_arm_dotprod)
+$(B)/obj/src/kernels/arm_i8mm.o:    CFLAGS += $(ISA_FLAGS_arm_i8mm)
 # Debian 12's aarch64 gcc 12.2 crashes vectorising fmax reductions that
 # several tests use (ICE in vect_transform_reduction); tests need no vectors.
 $(B)/tests/%: private CFLAGS += -fno-tree-vectorize
@@ -150,12 +153,13 @@ build-fuzz/fuzz_%: fuzz/fuzz_%.c fuzz-lib
 # aarch64 cross build into build-arm64/ (static, so qemu-user needs no
 # sysroot), run under qemu: the kernel test once per CPU model in ARM64_CPUS
 # (model:level it must be detected as; `max` has NEON, dotprod and i8mm,
-# cortex-a53 NEON only, so both levels and the detection of a CPU without
-# SDOT are tested), then the quick portable tests once, on the first model.
+# cortex-a76 dotprod without i8mm, cortex-a53 NEON only, so every level and
+# variant is tested and detection with it), then the quick portable tests
+# once, on the first model.
 # Needs gcc-aarch64-linux-gnu and qemu-user.
 ARM64_CC    ?= aarch64-linux-gnu-gcc
 ARM64_QEMU  ?= qemu-aarch64
-ARM64_CPUS  ?= max:dotprod cortex-a53:neon
+ARM64_CPUS  ?= max:dotprod cortex-a76:dotprod cortex-a53:neon
 ARM64_TESTS ?= test_kernels
 ARM64_TESTS_ONCE ?= test_quant test_train_ops test_gguf test_tokenizer test_sample
 test-arm64:

@@ -3,15 +3,17 @@
  * arm_dots.h over SDOT (vdotq_s32, ARMv8.2 dotprod: four int8 products summed
  * into each int32 lane in one instruction), overwriting the neon level's
  * versions. Only this file is built for armv8.2-a+dotprod (Makefile per-file
- * flag, or the pragma below where that flag is absent), and its functions
+ * flag; for GCC the pragma below does the same where the flag is absent,
+ * clang needs the flag), and its functions
  * run only where the kernel's hwcaps report SDOT, so the rest of the binary
  * stays baseline armv8-a. Float kernels and quantizers come from the level
- * below unchanged.
+ * below unchanged; where the CPU also has i8mm, arm_i8mm.c's tiled matmul is
+ * added for prompt batches.
  */
 #if defined(__aarch64__)
 
 #if !defined(__ARM_FEATURE_DOTPROD) && defined(__GNUC__) && !defined(__clang__)
-#pragma GCC target("+dotprod")
+#pragma GCC target("arch=armv8.2-a+dotprod")
 #endif
 
 #include "arm_util.h"
@@ -20,7 +22,10 @@
 #define AD_DOT16(acc, a, b) vdotq_s32(acc, a, b)
 #include "arm_dots.h"
 
-void kern_dotprod_install(kern_ops *o) { ad_install_int_dots(o); }
+void kern_dotprod_install(kern_ops *o) {
+    ad_install_int_dots(o);
+    if (kern_cpu_features()->i8mm) kern_i8mm_install_gemm(o);
+}
 
 #else
 typedef int kern_arm_dotprod_unused; /* not an aarch64 build: nothing here */

@@ -19,6 +19,9 @@
 /* arm_neon_ops.c: the float kernels of the neon level (kern_neon_install
  * calls it after the row functions). */
 void kern_neon_install_ops(kern_ops *ops);
+/* arm_i8mm.c: the SMMLA tiled matmul (the dotprod level installs it where
+ * the CPU also has i8mm). */
+void kern_i8mm_install_gemm(kern_ops *ops);
 
 /* IEEE half -> float in one FCVT (exact, as quant_fp16_to_f32). */
 static inline float an_h2f(pl_fp16 h) {

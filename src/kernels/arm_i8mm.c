@@ -1,0 +1,161 @@
+/*
+ * arm_i8mm: tiled matmul for prompt batches with SMMLA (vmmlaq_s32, ARMv8.6
+ * i8mm: a 2x8 by 8x2 int8 matrix product into a 2x2 int32 tile in one
+ * instruction), for the symmetric 32-element types Q4_0, Q5_0 and Q8_0 times
+ * Q8_0 activations. Installed by the dotprod level when hwcaps report i8mm;
+ * only this file is built with +i8mm (Makefile per-file flag; for GCC the
+ * pragma below does the same where the flag is absent), so nothing else in
+ * the binary needs it.
+ *
+ * For each group of GR = 4 weight rows, a k-chunk of the rows is unpacked
+ * once into a panel of int8 levels, laid out as SMMLA's first operand (per
+ * block and 8-element step: 8 levels of row 2p, then 8 of row 2p + 1), with
+ * the weight scales as {d_a, d_a, d_b, d_b} vectors; then every pair of
+ * tokens (GC = 2) is multiplied against it, each activation vector serving
+ * both row pairs. Block sums are the exact integers of the scalar dots; only
+ * the float accumulation order differs. Activations are packed per token as
+ * Q8_0 by the level's quantizer (the reference bytes).
+ */
+#if defined(__aarch64__)
+
+#if !defined(__ARM_FEATURE_MATMUL_INT8) && defined(__GNUC__) && !defined(__clang__)
+#pragma GCC target("arch=armv8.2-a+dotprod+i8mm")
+#endif
+
+#include "arm_util.h"
+
+#define I8_GR 4     /* weight rows per tile (two SMMLA row pairs) */
+#define I8_GC 2     /* tokens per tile */
+#define I8_KC 2048  /* elements per panel chunk */
+/* Fewest tokens for the tiles: a pair of tokens already halves the weight
+ * unpacking and doubles the work per loaded vector. (Not measured: no
+ * hardware with i8mm was at hand; qemu checks results, not speed.) */
+#define I8_MIN_T 2
+
+typedef struct i8_panel {
+    int8_t q[I8_KC / 32][I8_GR / 2][4][16]; /* block, row pair, 8-element step */
+    float d[I8_KC / 32][I8_GR / 2][4];      /* {d_a, d_a, d_b, d_b} per block and pair */
+} i8_panel;
+
+/* Writes the 32 levels l0 (elements 0..15), l1 (16..31) of one block of row
+ * r (0..GR-1) into the panel, and its scale. */
+static inline void i8_put(i8_panel *p, int b, int r, int8x16_t l0, int8x16_t l1, float d) {
+    int8_t *q = p->q[b][r / 2][0];
+    const int off = 8 * (r & 1);
+    vst1_s8(q + off, vget_low_s8(l0));
+    vst1_s8(q + 16 + off, vget_high_s8(l0));
+    vst1_s8(q + 32 + off, vget_low_s8(l1));
+    vst1_s8(q + 48 + off, vget_high_s8(l1));
+    float *dv = p->d[b][r / 2];
+    dv[2 * (r & 1)] = dv[2 * (r & 1) + 1] = d;
+}
+
+/* Unpacks blocks [b0, b0 + nb) of one weight row into panel row r. */
+typedef void (*i8_unpack_fn)(const uint8_t *row, int64_t b0, int nb, i8_panel *p, int r);
+
+static void i8_unpack_q4_0(const uint8_t *row, int64_t b0, int nb, i8_panel *p, int r) {
+    const block_q4_0 *x = (const block_q4_0 *)row + b0;
+    const int8x16_t k8 = vdupq_n_s8(8);
+    for (int b = 0; b < nb; b++) {
+        const uint8x16_t q = vld1q_u8(x[b].qs);
+        i8_put(p, b, r, vsubq_s8(an_s8(an_lo4(q)), k8), vsubq_s8(an_s8(an_hi4(q)), k8), an_h2f(x[b].d));
+    }
+}
+
+static void i8_unpack_q5_0(const uint8_t *row, int64_t b0, int nb, i8_panel *p, int r) {
+    const block_q5_0 *x = (const block_q5_0 *)row + b0;
+    const int8x16_t k16 = vdupq_n_s8(16);
+    for (int b = 0; b < nb; b++) {
+        const uint8x16_t q = vld1q_u8(x[b].qs);
+        uint8x16_t h0, h1;
+        an_q5_high(x[b].qh, &h0, &h1);
+        i8_put(p, b, r, vsubq_s8(an_s8(vorrq_u8(an_lo4(q), h0)), k16), vsubq_s8(an_s8(vorrq_u8(an_hi4(q), h1)), k16),
+               an_h2f(x[b].d));
+    }
+}
+
+static void i8_unpack_q8_0(const uint8_t *row, int64_t b0, int nb, i8_panel *p, int r) {
+    const block_q8_0 *x = (const block_q8_0 *)row + b0;
+    for (int b = 0; b < nb; b++) i8_put(p, b, r, vld1q_s8(x[b].qs), vld1q_s8(x[b].qs + 16), an_h2f(x[b].d));
+}
+
+/* Adds a 2x2 tile (lanes: row a token 0, row a token 1, row b token 0, row b
+ * token 1) into Y for the valid rows and tokens; the first k-chunk starts
+ * from the bias (or 0) instead of Y. */
+static inline void i8_store(const kern_gemm_job *j, float32x4_t acc, int64_t r, int nr, int t, int nt, int first) {
+    float v[4];
+    vst1q_f32(v, acc);
+    for (int i = 0; i < nr; i++)
+        for (int c = 0; c < nt; c++) {
+            float *y = j->Y + (size_t)(t + c) * (size_t)j->ldy + r + i;
+            const float base = first ? (j->bias ? j->bias[r + i] : 0.0f) : *y;
+            *y = base + v[2 * i + c];
+        }
+}
+
+static void i8_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, i8_unpack_fn unpack) {
+    i8_panel panel;
+    const int64_t nblocks = j->n_in / 32;
+    for (int64_t r = r0; r < r1; r += I8_GR) {
+        const int nr = r1 - r < I8_GR ? (int)(r1 - r) : I8_GR;
+        for (int64_t kb = 0; kb < nblocks; kb += I8_KC / 32) {
+            const int nb = nblocks - kb < I8_KC / 32 ? (int)(nblocks - kb) : I8_KC / 32;
+            /* rows past r1 repeat the last one; their results are not stored */
+            for (int i = 0; i < I8_GR; i++) unpack(j->w + (size_t)(r + (i < nr ? i : nr - 1)) * j->w_row, kb, nb, &panel, i);
+            for (int t = 0; t < j->T; t += I8_GC) {
+                const int nt = j->T - t < I8_GC ? j->T - t : I8_GC;
+                const block_q8_0 *y0 = (const block_q8_0 *)(j->act + (size_t)t * j->act_row) + kb;
+                const block_q8_0 *y1 = (const block_q8_0 *)(j->act + (size_t)(t + nt - 1) * j->act_row) + kb;
+                float32x4_t acc0 = vdupq_n_f32(0), acc1 = acc0;
+                for (int b = 0; b < nb; b++) {
+                    const int64x2_t a0 = vreinterpretq_s64_s8(vld1q_s8(y0[b].qs));
+                    const int64x2_t a1 = vreinterpretq_s64_s8(vld1q_s8(y0[b].qs + 16));
+                    const int64x2_t c0 = vreinterpretq_s64_s8(vld1q_s8(y1[b].qs));
+                    const int64x2_t c1 = vreinterpretq_s64_s8(vld1q_s8(y1[b].qs + 16));
+                    /* 8-element steps of the two tokens side by side */
+                    const int8x16_t s0 = vreinterpretq_s8_s64(vzip1q_s64(a0, c0));
+                    const int8x16_t s1 = vreinterpretq_s8_s64(vzip2q_s64(a0, c0));
+                    const int8x16_t s2 = vreinterpretq_s8_s64(vzip1q_s64(a1, c1));
+                    const int8x16_t s3 = vreinterpretq_s8_s64(vzip2q_s64(a1, c1));
+                    const float e0 = an_h2f(y0[b].d), e1 = an_h2f(y1[b].d);
+                    const float32x4_t dy = {e0, e1, e0, e1};
+                    int8_t(*w0)[16] = panel.q[b][0], (*w1)[16] = panel.q[b][1];
+                    int32x4_t i0 = vmmlaq_s32(vdupq_n_s32(0), vld1q_s8(w0[0]), s0);
+                    int32x4_t i1 = vmmlaq_s32(vdupq_n_s32(0), vld1q_s8(w1[0]), s0);
+                    i0 = vmmlaq_s32(i0, vld1q_s8(w0[1]), s1);
+                    i1 = vmmlaq_s32(i1, vld1q_s8(w1[1]), s1);
+                    i0 = vmmlaq_s32(i0, vld1q_s8(w0[2]), s2);
+                    i1 = vmmlaq_s32(i1, vld1q_s8(w1[2]), s2);
+                    i0 = vmmlaq_s32(i0, vld1q_s8(w0[3]), s3);
+                    i1 = vmmlaq_s32(i1, vld1q_s8(w1[3]), s3);
+                    acc0 = vfmaq_f32(acc0, vcvtq_f32_s32(i0), vmulq_f32(vld1q_f32(panel.d[b][0]), dy));
+                    acc1 = vfmaq_f32(acc1, vcvtq_f32_s32(i1), vmulq_f32(vld1q_f32(panel.d[b][1]), dy));
+                }
+                i8_store(j, acc0, r, nr < 2 ? nr : 2, t, nt, kb == 0);
+                if (nr > 2) i8_store(j, acc1, r + 2, nr - 2, t, nt, kb == 0);
+            }
+        }
+    }
+}
+
+static void i8_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) { i8_rows(j, r0, r1, i8_unpack_q4_0); }
+static void i8_rows_q5_0(const kern_gemm_job *j, int64_t r0, int64_t r1) { i8_rows(j, r0, r1, i8_unpack_q5_0); }
+static void i8_rows_q8_0(const kern_gemm_job *j, int64_t r0, int64_t r1) { i8_rows(j, r0, r1, i8_unpack_q8_0); }
+
+static size_t i8_act_size(int64_t n_in) { return (size_t)quant_row_size(QT_Q8_0, n_in); }
+
+static void i8_act_pack(const float *x, void *dst, int64_t n_in) { kern_ops_get()->from_float[QT_Q8_0](x, dst, n_in); }
+
+void kern_i8mm_install_gemm(kern_ops *o) {
+    static const struct {
+        quant_type type;
+        void (*rows)(const kern_gemm_job *j, int64_t r0, int64_t r1);
+    } k_gemms[] = {{QT_Q4_0, i8_rows_q4_0}, {QT_Q5_0, i8_rows_q5_0}, {QT_Q8_0, i8_rows_q8_0}};
+    for (size_t i = 0; i < sizeof k_gemms / sizeof k_gemms[0]; i++)
+        o->gemm[k_gemms[i].type] = (kern_gemm){.act_size = i8_act_size, .act_pack = i8_act_pack,
+                                               .rows = k_gemms[i].rows, .row_tile = I8_GR, .min_T = I8_MIN_T};
+}
+
+#else
+typedef int kern_arm_i8mm_unused; /* not an aarch64 build: nothing here */
+#endif
