@@ -3,9 +3,10 @@
  * the work of one block of GDEV_AT_WARPS warps, shared by the attention
  * kernel (gpu_kernels.cu: one head per block) and the Q/K/V product
  * (gpu_matvec.cu: the block that finishes a KV group last attends for all of
- * that group's query heads). Every read of q, K and V goes past L1 (ld.cg),
- * since in the second use they were written by other blocks of the same
- * kernel. The softmax and sums run in the order the standalone kernel always
+ * that group's query heads). In the second use q, K and V were written by
+ * other blocks of the same kernel, so every read of them goes past L1
+ * (ld.cg); the attention kernel reads K and V as it always did (through
+ * L1: ld.cg there took 80 registers to 102 at head size 64). The softmax and sums run in the order the standalone kernel always
  * had: per warp an online softmax over tiles of 32 keys, warps merged last.
  */
 #ifndef PL_GPU_ATTN_CUH
@@ -38,19 +39,22 @@ __device__ __forceinline__ float gdev_ldcg_h(const __half *p) {
 
 /* The whole block: GDEV_AT_WARPS / hpg warps per head, each taking tiles of
  * 32 keys (one key per lane for the scores, then the 32 values with the
- * weights broadcast). NDV = ceil(D / 32). sm: gdev_attn_smem_floats floats. */
-template <int NDV> __device__ void gdev_attn_heads(const gdev_at_job &j, float *sm) {
-    const int D = j.D, GD = j.GD, n_keys = j.n_keys, W = GDEV_AT_WARPS / j.hpg;
+ * weights broadcast). NDV = ceil(D / 32); HPG: j.hpg when known at compile
+ * time (1 for the attention kernel), else 0; HPG 0 also reads K, V past L1.
+ * sm: gdev_attn_smem_floats floats. */
+template <int NDV, int HPG> __device__ void gdev_attn_heads(const gdev_at_job &j, float *sm) {
+    const int hpg = HPG ? HPG : j.hpg;
+    const int D = j.D, GD = j.GD, n_keys = j.n_keys, W = GDEV_AT_WARPS / hpg;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, hh = warp / W, sub = warp % W;
-    float *qs = sm, *ws = sm + j.hpg * D;
-    for (int i = threadIdx.x; i < j.hpg * D; i += blockDim.x) qs[i] = __ldcg(j.q + i);
+    float *qs = sm, *ws = sm + hpg * D;
+    for (int i = threadIdx.x; i < hpg * D; i += blockDim.x) qs[i] = __ldcg(j.q + i);
     __syncthreads();
     const float scale = 1.0f / sqrtf((float)D);
     const float *qh = qs + hh * D;
     float m = -INFINITY, l = 0.0f, acc[NDV];
 #pragma unroll
     for (int i = 0; i < NDV; i++) acc[i] = 0.0f;
-    for (int base = sub * 32; hh < j.hpg && base < n_keys; base += W * 32) {
+    for (int base = sub * 32; hh < hpg && base < n_keys; base += W * 32) {
         const int p = base + lane;
         float s = -INFINITY;
         if (p < n_keys) {
@@ -61,7 +65,10 @@ template <int NDV> __device__ void gdev_attn_heads(const gdev_at_job &j, float *
                 uint4 raw[4 * NDV];
 #pragma unroll
                 for (int c = 0; c < 4 * NDV; c++)
-                    if (8 * c < D) raw[c] = __ldcg((const uint4 *)(kr + 8 * c));
+                    if (8 * c < D) {
+                        if constexpr (HPG != 0) raw[c] = *(const uint4 *)(kr + 8 * c);
+                        else raw[c] = __ldcg((const uint4 *)(kr + 8 * c));
+                    }
 #pragma unroll
                 for (int c = 0; c < 4 * NDV; c++) {
                     if (8 * c >= D) break;
@@ -91,9 +98,9 @@ template <int NDV> __device__ void gdev_attn_heads(const gdev_at_job &j, float *
             for (int k = 0; k < 8; k++)
 #pragma unroll
                 for (int i = 0; i < NDV; i++)
-                    vv[k][i] = j0 + k < nk && lane + 32 * i < D
-                                   ? gdev_ldcg_h(j.vc + (size_t)(base + j0 + k) * GD + lane + 32 * i)
-                                   : 0.0f;
+                    vv[k][i] = j0 + k >= nk || lane + 32 * i >= D ? 0.0f
+                               : HPG ? __half2float(j.vc[(size_t)(base + j0 + k) * GD + lane + 32 * i])
+                                     : gdev_ldcg_h(j.vc + (size_t)(base + j0 + k) * GD + lane + 32 * i);
 #pragma unroll
             for (int k = 0; k < 8; k++) {
                 const float w = __shfl_sync(0xffffffffu, e, j0 + k);
@@ -104,14 +111,14 @@ template <int NDV> __device__ void gdev_attn_heads(const gdev_at_job &j, float *
         m = m_new;
     }
     float *mine = ws + warp * (D + 2);
-    if (hh < j.hpg) {
+    if (hh < hpg) {
         if (lane == 0) mine[0] = m, mine[1] = l;
 #pragma unroll
         for (int i = 0; i < NDV; i++)
             if (lane + 32 * i < D) mine[2 + lane + 32 * i] = acc[i];
     }
     __syncthreads();
-    for (int e = threadIdx.x; e < j.hpg * D; e += blockDim.x) {
+    for (int e = threadIdx.x; e < hpg * D; e += blockDim.x) {
         const int h2 = e / D, dd = e % D;
         const float *w0 = ws + h2 * W * (D + 2);
         float M = -INFINITY;
@@ -130,7 +137,7 @@ template <int NDV> __device__ void gdev_attn_heads(const gdev_at_job &j, float *
     }
     if (!j.oq) return;
     __syncthreads();
-    for (int c = warp; c < j.hpg * D / 32; c += GDEV_AT_WARPS)
+    for (int c = warp; c < hpg * D / 32; c += GDEV_AT_WARPS)
         gdev_quant_chunk(qs[32 * c + lane], j.oq_c0 + c, j.oq_parts, j.oq);
 }
 

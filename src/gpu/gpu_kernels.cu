@@ -151,7 +151,7 @@ __global__ void __launch_bounds__(GDEV_AT_WARPS * 32) k_attention(const gdev_att
     j.oq = oq;
     j.oq_c0 = h * D / 32;
     j.oq_parts = a.H * D / 16;
-    gdev_attn_heads<NDV>(j, at_smem);
+    gdev_attn_heads<NDV, 1>(j, at_smem);
 }
 
 extern "C" pl_status gdev_attention(gdev *d, const gdev_attn *a) {

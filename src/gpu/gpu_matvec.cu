@@ -367,16 +367,17 @@ __device__ void mv_attend(const mv_args &a, int r0, float *sm) {
     j.oq = a.att_q;
     j.oq_c0 = g * a.hpg * D / 32;
     j.oq_parts = HD / 16;
-    gdev_attn_heads<2>(j, sm); /* D 64: the host allows no other */
+    gdev_attn_heads<2, 0>(j, sm); /* D 64: the host allows no other */
 }
 
 /* Each row pair is shared by a.ks warps, each taking a slice of the parts
  * (wide rows would otherwise be a chain of dependent batches). */
 /* The attention tail needs ~150 registers where the products need 64-100:
- * its instances are held to 3 blocks an SM (85 registers; the tail, run by a
- * few blocks, spills instead). */
+ * its instances are held to 3 blocks an SM (80 registers; the tail, run by a
+ * few blocks, spills instead). The others name no minimum (0): a minimum of 1
+ * already moved Q4_0 from 64 registers to 80. */
 template <int TYPE, int FL>
-__global__ void __launch_bounds__(MV_THREADS, (FL & MV_ATTEND) ? 3 : 1) k_matvec(const mv_args a) {
+__global__ void __launch_bounds__(MV_THREADS, (FL & MV_ATTEND) ? 3 : 0) k_matvec(const mv_args a) {
     extern __shared__ float4 mv_smem[];
     __shared__ float part[MV_WARPS][2];
     const int warp = threadIdx.x >> 5, pair = warp / a.ks, slice = warp % a.ks;
