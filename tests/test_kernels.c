@@ -8,7 +8,7 @@
  *  - the dispatched activation quantizers byte for byte against the
  *    references, special values (ties, NaN, inf, subnormals) included;
  *  - the float kernels against ref_ops.c over every tail length, and the
- *    F16 KV-cache attention loops against attn.c's references;
+ *    F16 and Q8_0 KV-cache attention loops against attn.c's references;
  *  - kern_matmul (row-dot and tiled paths, 1 and 2 threads, bias, strides,
  *    T = 1..7 and larger, n_out not a multiple of the tile) against a naive
  *    double matmul of the dequantized weights and activations.
@@ -405,7 +405,67 @@ static void attn_at_level(kern_level level) {
         }
 }
 
-static void test_attention(void) { for_each_level(attn_at_level); }
+/* The Q8_0 KV cache's loops against attn.c's references (tests/test_kv_q8.c
+ * checks them in depth with models; this runs where only this test runs, e.g.
+ * under qemu): rows of D / 32 blocks at an odd byte stride. */
+static void attn_q8_at_level(kern_level level) {
+    (void)level;
+    static const int Ds[] = {32, 64, 96, 128};
+    for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
+        for (int P = 0; P <= 21; P += (P < 6 ? 1 : 5)) {
+            const int D = Ds[di];
+            const size_t row = quant_row_size(QT_Q8_0, D), stride = row + 7;
+            uint8_t *cache = malloc(stride * (size_t)P + 1);
+            float *x = malloc(sizeof(float) * (size_t)D), *w = malloc(sizeof(float) * (size_t)(P + 1));
+            float *s1 = malloc(sizeof(float) * (size_t)(P + 1)), *s2 = malloc(sizeof(float) * (size_t)(P + 1));
+            float *o1 = malloc(sizeof(float) * (size_t)(D + 1)), *o2 = malloc(sizeof(float) * (size_t)(D + 1));
+            block_q8_0 *q = malloc(row);
+            for (int p = 0; p < P; p++) {
+                fill_floats(x, D, 2.0f);
+                quant_get(QT_Q8_0)->from_float(x, cache + (size_t)p * stride, D);
+            }
+            fill_floats(x, D, 1.0f);
+            quant_get(QT_Q8_0)->from_float(x, q, D);
+            fill_floats(w, P, 1.0f);
+            kern_ref_attn_scores_q8_0(s1, q, cache, stride, P, D, 0.17f);
+            s2[P] = 777.f;
+            kern_attn_scores_q8_0(s2, q, cache, stride, P, D, 0.17f);
+            kern_ref_attn_values_q8_0(o1, w, cache, stride, P, D);
+            o2[D] = 777.f;
+            kern_attn_values_q8_0(o2, w, cache, stride, P, D);
+            /* magnitudes from the dequantized rows, as in check_dot */
+            double *qd = dequant(QT_Q8_0, q, D), *omag = calloc((size_t)D, sizeof(double));
+            for (int p = 0; p < P; p++) {
+                double *kd = dequant(QT_Q8_0, cache + (size_t)p * stride, D), mag = 0;
+                for (int d = 0; d < D; d++) {
+                    mag += fabs(kd[d] * qd[d]);
+                    omag[d] += fabs(w[p] * kd[d]);
+                }
+                CHECK(close_rel(s2[p], s1[p], 0.17 * mag, 1e-6), "q8_0 scores D=%d P=%d p=%d: %g vs %g", D, P, p,
+                      s2[p], s1[p]);
+                free(kd);
+            }
+            for (int d = 0; d < D; d++)
+                CHECK(close_rel(o2[d], o1[d], omag[d], 1e-6), "q8_0 values D=%d P=%d d=%d: %g vs %g", D, P, d, o2[d],
+                      o1[d]);
+            CHECK(s2[P] == 777.f && o2[D] == 777.f, "q8_0 attention wrote past P=%d or D=%d", P, D);
+            free(cache);
+            free(x);
+            free(w);
+            free(s1);
+            free(s2);
+            free(o1);
+            free(o2);
+            free(q);
+            free(qd);
+            free(omag);
+        }
+}
+
+static void test_attention(void) {
+    for_each_level(attn_at_level);
+    for_each_level(attn_q8_at_level);
+}
 
 /* ------------------------------------------------------------- matmul */
 

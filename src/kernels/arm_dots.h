@@ -7,7 +7,8 @@
  *   AD_DOT16(acc, a, b): int32x4_t acc plus the 16 products a[i] * b[i] of
  *   two int8x16_t, exact, spread over the lanes in any way;
  * it defines static functions only (each includer is its own translation
- * unit) and ad_install_int_dots(), which writes them into a kern_ops table.
+ * unit) and ad_install_int_dots(), which writes them into a kern_ops table
+ * (with the Q8_0 KV-cache scores, which are Q8_0 dots).
  *
  * Integer sums are the reference's exact integers: every dot below feeds
  * AD_DOT16 16 elements that belong to one (sub-)block, then scales the lane
@@ -251,6 +252,24 @@ AD_DOTS(q4_K, block_q4_K, block_q8_K, QK_K)
 AD_DOTS(q5_K, block_q5_K, block_q8_K, QK_K)
 AD_DOTS(q6_K, block_q6_K, block_q8_K, QK_K)
 
+/* Q8_0 KV-cache scores: the Q8_0 dot of the quantized query with each cached
+ * key row (rows `stride` bytes apart), four keys per call. */
+static void ad_attn_scores_q8_0(float *scores, const block_q8_0 *q, const void *k, size_t stride, int P, int D,
+                                float scale) {
+    const uint8_t *kb = k;
+    int p = 0;
+    for (; p + 4 <= P; p += 4) {
+        float s[4];
+        ad_dot4_q8_0(D, s, kb + (size_t)p * stride, stride, q);
+        vst1q_f32(scores + p, vmulq_n_f32(vld1q_f32(s), scale));
+    }
+    for (; p < P; p++) {
+        float s;
+        ad_dot_q8_0(D, &s, kb + (size_t)p * stride, q);
+        scores[p] = s * scale;
+    }
+}
+
 static void ad_install_int_dots(kern_ops *o) {
     static const struct {
         quant_type type;
@@ -267,6 +286,7 @@ static void ad_install_int_dots(kern_ops *o) {
         o->vec_dot[k_dots[i].type] = k_dots[i].dot;
         o->vec_dot4[k_dots[i].type] = k_dots[i].dot4;
     }
+    o->attn_scores_q8_0 = ad_attn_scores_q8_0;
 }
 
 #endif

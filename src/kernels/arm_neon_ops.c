@@ -2,7 +2,8 @@
  * arm_neon_ops: the float kernels of the aarch64 neon level: RMSNorm,
  * softmax, the SwiGLU gate silu(g) * u, log-sum-exp, and the attention loops
  * over the F16 KV cache (a query's dots with cached keys, the score-weighted
- * sum of cached values). Baseline armv8-a; installed by kern_neon_install.
+ * sum of cached values) and the Q8_0 cache's weighted sum of values.
+ * Baseline armv8-a; installed by kern_neon_install.
  *
  * exp is the same Cody-Waite reduction x = k ln2 + r with a degree-7
  * polynomial for e^r as the AVX2 file: relative error about 2e-7 over the
@@ -211,6 +212,28 @@ static void an_attn_values_f16(float *out, const float *w, const pl_fp16 *v, siz
     }
 }
 
+/* Q8_0 KV-cache values: out = sum_p w[p] d_p q_p, one 32-column block at a
+ * time in 8 accumulator vectors (rows `stride` bytes apart, D % 32 == 0). */
+static void an_attn_values_q8_0(float *out, const float *w, const void *v, size_t stride, int P, int D) {
+    for (int b = 0; b < D / QK8_0; b++) {
+        float32x4_t a[8];
+        for (int c = 0; c < 8; c++) a[c] = vdupq_n_f32(0);
+        for (int p = 0; p < P; p++) {
+            const block_q8_0 *vb = (const block_q8_0 *)((const uint8_t *)v + (size_t)p * stride) + b;
+            const float s = w[p] * an_h2f(vb->d);
+            for (int h = 0; h < 2; h++) {
+                const int8x16_t q = vld1q_s8(vb->qs + 16 * h);
+                const int16x8_t lo = vmovl_s8(vget_low_s8(q)), hi = vmovl_high_s8(q);
+                a[4 * h] = vfmaq_n_f32(a[4 * h], vcvtq_f32_s32(vmovl_s16(vget_low_s16(lo))), s);
+                a[4 * h + 1] = vfmaq_n_f32(a[4 * h + 1], vcvtq_f32_s32(vmovl_high_s16(lo)), s);
+                a[4 * h + 2] = vfmaq_n_f32(a[4 * h + 2], vcvtq_f32_s32(vmovl_s16(vget_low_s16(hi))), s);
+                a[4 * h + 3] = vfmaq_n_f32(a[4 * h + 3], vcvtq_f32_s32(vmovl_high_s16(hi)), s);
+            }
+        }
+        for (int c = 0; c < 8; c++) vst1q_f32(out + QK8_0 * b + 4 * c, a[c]);
+    }
+}
+
 void kern_neon_install_ops(kern_ops *o) {
     o->rmsnorm = an_rmsnorm;
     o->softmax = an_softmax;
@@ -218,6 +241,7 @@ void kern_neon_install_ops(kern_ops *o) {
     o->logsumexp = an_logsumexp;
     o->attn_scores_f16 = an_attn_scores_f16;
     o->attn_values_f16 = an_attn_values_f16;
+    o->attn_values_q8_0 = an_attn_values_q8_0; /* (the Q8_0 scores are dots: arm_dots.h) */
 }
 
 #else
