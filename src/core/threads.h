@@ -4,8 +4,11 @@
  * A job is a list of chunks that threads CLAIM from a shared counter, so a
  * thread that is running takes the work of one that is descheduled (a core
  * shared with another process): the caller waits only for chunks already
- * claimed, never for a worker that has not woken up. One job at a time per
- * pool; a pool call made from inside a job of the same pool runs inline.
+ * claimed, never for a worker that has not woken up. When jobs still cost
+ * more than the caller alone would (a claimed chunk stuck on a preempted
+ * thread), the pool runs the next jobs on the caller alone for a while, so
+ * n threads stay at least about as fast as one. One job at a time per pool;
+ * a pool call made from inside a job of the same pool runs inline.
  */
 #ifndef PL_THREADS_H
 #define PL_THREADS_H
