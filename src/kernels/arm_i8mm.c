@@ -2,10 +2,10 @@
  * arm_i8mm: tiled matmul for prompt batches with SMMLA (vmmlaq_s32, ARMv8.6
  * i8mm: a 2x8 by 8x2 int8 matrix product into a 2x2 int32 tile in one
  * instruction), for the symmetric 32-element types Q4_0, Q5_0 and Q8_0 times
- * Q8_0 activations and for Q4_K, Q5_K and Q6_K times Q8_K. Installed by the dotprod level when hwcaps report i8mm;
- * only this file is built with +i8mm (Makefile per-file flag; for GCC the
- * pragma below does the same where the flag is absent), so nothing else in
- * the binary needs it.
+ * Q8_0 activations and for Q4_K, Q5_K and Q6_K times Q8_K. Installed by the
+ * dotprod level when hwcaps report i8mm; only this file is built with +i8mm
+ * (Makefile per-file flag; for GCC the pragma below does the same where the
+ * flag is absent), so nothing else in the binary needs it.
  *
  * For each group of GR = 4 weight rows, a k-chunk of the rows is unpacked
  * once into a panel of int8 levels, laid out as SMMLA's first operand (per
@@ -14,7 +14,7 @@
  * tokens (GC = 2) is multiplied against it, each activation vector serving
  * both row pairs. Block sums are the exact integers of the scalar dots; only
  * the float accumulation order differs. Activations are packed per token as
- * Q8_0 by the level's quantizer (the reference bytes).
+ * Q8_0 or Q8_K by the level's quantizers (the reference bytes).
  */
 #if defined(__aarch64__)
 
