@@ -7,8 +7,8 @@
  * clang needs the flag), and its functions
  * run only where the kernel's hwcaps report SDOT, so the rest of the binary
  * stays baseline armv8-a. Float kernels and quantizers come from the level
- * below unchanged; where the CPU also has i8mm, arm_i8mm.c's tiled matmul is
- * added for prompt batches.
+ * below unchanged. Prompt batches get arm_tiles.h's tiled matmul over SDOT,
+ * or where the CPU also has i8mm, its SMMLA instance (arm_i8mm.c).
  */
 #if defined(__aarch64__)
 
@@ -21,9 +21,12 @@
 /* SDOT is exact for any int8 operands (no int16 stage). */
 #define AD_DOT16(acc, a, b) vdotq_s32(acc, a, b)
 #include "arm_dots.h"
+#define AT_SMMLA 0
+#include "arm_tiles.h"
 
 void kern_dotprod_install(kern_ops *o) {
     ad_install_int_dots(o);
+    at_install_gemm(o); /* SDOT tiles, replaced by SMMLA ones where i8mm exists */
     if (kern_cpu_features()->i8mm) kern_i8mm_install_gemm(o);
 }
 
