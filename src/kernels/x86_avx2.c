@@ -69,9 +69,15 @@ static inline __m256 a2_scaled(float d, __m256i isum, __m256 acc) {
     return _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(isum), acc);
 }
 
+/* sum((q - 8) * y) = sum(q * y) - 8 * sum(y), taken per int16 pair so the
+ * unsigned levels go straight into maddubs: one op fewer than the sign
+ * trick, and the 8 * y pairs depend only on y (shared by the four-row form).
+ * Both pair sums fit int16 (2 * 15 * 127, 2 * 8 * 127). */
 static inline __m256 a2_step_q4_0(const block_q4_0 *x, const block_q8_0 *y, __m256 acc) {
-    const __m256i q = _mm256_sub_epi8(a2_nibbles(x->qs), _mm256_set1_epi8(8));
-    return a2_scaled(a2_h2f(x->d) * a2_h2f(y->d), a2_dot_i8(q, a2_load(y->qs)), acc);
+    const __m256i yq = a2_load(y->qs);
+    const __m256i p = _mm256_sub_epi16(_mm256_maddubs_epi16(a2_nibbles(x->qs), yq),
+                                       _mm256_maddubs_epi16(_mm256_set1_epi8(8), yq));
+    return a2_scaled(a2_h2f(x->d) * a2_h2f(y->d), _mm256_madd_epi16(p, _mm256_set1_epi16(1)), acc);
 }
 
 /* Affine types: d*dy*sum(q*y) + m*dy*sum(y), both sums exact integers. */
