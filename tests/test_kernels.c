@@ -8,7 +8,9 @@
  *  - the dispatched activation quantizers byte for byte against the
  *    references, special values (ties, NaN, inf, subnormals) included;
  *  - the float kernels against ref_ops.c over every tail length, and the
- *    F16 and Q8_0 KV-cache attention loops against attn.c's references;
+ *    F16 and Q8_0 KV-cache attention loops against attn.c's references (the
+ *    Q8_0 references also against double sums of the dequantized blocks; the
+ *    type-generic entry points and the KV row store against the typed ones);
  *  - kern_matmul (row-dot and tiled paths, 1 and 2 threads, bias, strides,
  *    T = 1..7 and larger, n_out not a multiple of the tile) against a naive
  *    double matmul of the dequantized weights and activations.
@@ -408,63 +410,154 @@ static void attn_at_level(kern_level level) {
 /* The Q8_0 KV cache's loops against attn.c's references (tests/test_kv_q8.c
  * checks them in depth with models; this runs where only this test runs, e.g.
  * under qemu): rows of D / 32 blocks at a stride that is not a row multiple. */
+/* |a - b| within rel of the magnitude (the sum of |terms|, the scale of the
+ * rounding error of a sum taken in another order) plus a tiny absolute slack. */
+static int close_to(double a, double b, double mag, double rel) { return fabs(a - b) <= rel * mag + 1e-6; }
+
+/* A row of D values as Q8_0 blocks at dst: the reference quantizer of random
+ * floats, or (raw) random blocks with int8 in [-127, 127] (what a quantizer
+ * can produce) and a random positive or negative scale. */
+static void q8_kv_row(uint8_t *dst, int D, int raw) {
+    float x[KERN_ATTN_MAX_D];
+    if (!raw) {
+        const float amp = frand(0.01f, 8.0f);
+        for (int d = 0; d < D; d++) x[d] = frand(-amp, amp);
+        quant_get(QT_Q8_0)->from_float(x, dst, D); /* the reference */
+        return;
+    }
+    for (int b = 0; b < D / QK8_0; b++) {
+        block_q8_0 blk;
+        blk.d = quant_f32_to_fp16(frand(-0.05f, 0.05f));
+        for (int i = 0; i < QK8_0; i++) blk.qs[i] = (int8_t)((int)(rnd() % 255) - 127);
+        memcpy(dst + (size_t)b * sizeof blk, &blk, sizeof blk);
+    }
+}
+
+static block_q8_0 row_block(const uint8_t *row, int b) {
+    block_q8_0 blk;
+    memcpy(&blk, row + (size_t)b * sizeof blk, sizeof blk);
+    return blk;
+}
+
 static void attn_q8_at_level(kern_level level) {
-    (void)level;
-    static const int Ds[] = {32, 64, 96, 128};
+    static const int Ds[] = {32, 64, 96, 128, 256};
+    const float scale = 0.125f;
     for (size_t di = 0; di < sizeof Ds / sizeof Ds[0]; di++)
-        for (int P = 0; P <= 21; P += (P < 6 ? 1 : 5)) {
-            const int D = Ds[di];
-            const size_t row = quant_row_size(QT_Q8_0, D), stride = row + 6; /* blocks stay 2-aligned */
-            uint8_t *cache = malloc(stride * (size_t)P + 1);
-            float *x = malloc(sizeof(float) * (size_t)D), *w = malloc(sizeof(float) * (size_t)(P + 1));
+        for (int P = 0; P <= 41; P += (P < 9 ? 1 : 8)) {
+            const int D = Ds[di], nb = D / QK8_0;
+            /* even strides: a block holds a half, so rows start 2-byte aligned (as in the cache) */
+            const size_t row = (size_t)nb * sizeof(block_q8_0), stride = row + 2 + (size_t)(rnd() % 2) * 34;
+            uint8_t *cache = calloc(stride * (size_t)P + row + 1, 1);
+            float *q = malloc(sizeof(float) * (size_t)D), *w = malloc(sizeof(float) * (size_t)(P + 1));
             float *s1 = malloc(sizeof(float) * (size_t)(P + 1)), *s2 = malloc(sizeof(float) * (size_t)(P + 1));
+            float *s3 = malloc(sizeof(float) * (size_t)(P + 1));
             float *o1 = malloc(sizeof(float) * (size_t)(D + 1)), *o2 = malloc(sizeof(float) * (size_t)(D + 1));
-            block_q8_0 *q = malloc(row);
+            float *o3 = malloc(sizeof(float) * (size_t)(D + 1));
+            block_q8_0 qq[KERN_ATTN_MAX_D / QK8_0];
+            REQUIRE(cache && q && w && s1 && s2 && s3 && o1 && o2 && o3, "out of memory");
+            for (int p = 0; p < P; p++) q8_kv_row(cache + (size_t)p * stride, D, p % 3 == 2);
+            const float qa = frand(0.1f, 4.0f);
+            for (int d = 0; d < D; d++) q[d] = frand(-qa, qa);
+            for (int p = 0; p < P; p++) w[p] = frand(0.0f, 1.0f);
+            quant_get(QT_Q8_0)->from_float(q, qq, D);
+
+            /* scores: reference vs double on the dequantized blocks, dispatched vs reference */
+            kern_ref_attn_scores_q8_0(s1, qq, cache, stride, P, D, scale);
+            s2[P] = s3[P] = 777.f;
+            kern_attn_scores_q8_0(s2, qq, cache, stride, P, D, scale);
+            kern_attn_scores(QT_Q8_0, s3, q, cache, stride, P, D, scale);
             for (int p = 0; p < P; p++) {
-                fill_floats(x, D, 2.0f);
-                quant_get(QT_Q8_0)->from_float(x, cache + (size_t)p * stride, D);
-            }
-            fill_floats(x, D, 1.0f);
-            quant_get(QT_Q8_0)->from_float(x, q, D);
-            fill_floats(w, P, 1.0f);
-            kern_ref_attn_scores_q8_0(s1, q, cache, stride, P, D, 0.17f);
-            s2[P] = 777.f;
-            kern_attn_scores_q8_0(s2, q, cache, stride, P, D, 0.17f);
-            kern_ref_attn_values_q8_0(o1, w, cache, stride, P, D);
-            o2[D] = 777.f;
-            kern_attn_values_q8_0(o2, w, cache, stride, P, D);
-            /* magnitudes from the dequantized rows, as in check_dot */
-            double *qd = dequant(QT_Q8_0, q, D), *omag = calloc((size_t)D, sizeof(double));
-            for (int p = 0; p < P; p++) {
-                double *kd = dequant(QT_Q8_0, cache + (size_t)p * stride, D), mag = 0;
-                for (int d = 0; d < D; d++) {
-                    mag += fabs(kd[d] * qd[d]);
-                    omag[d] += fabs(w[p] * kd[d]);
+                double exact = 0, mag = 0;
+                for (int b = 0; b < nb; b++) {
+                    const block_q8_0 kb = row_block(cache + (size_t)p * stride, b);
+                    const double dd = (double)quant_fp16_to_f32(kb.d) * quant_fp16_to_f32(qq[b].d);
+                    long isum = 0, iabs = 0;
+                    for (int i = 0; i < QK8_0; i++) {
+                        isum += (long)kb.qs[i] * qq[b].qs[i];
+                        iabs += labs((long)kb.qs[i] * qq[b].qs[i]);
+                    }
+                    exact += dd * (double)isum;
+                    mag += fabs(dd) * (double)iabs;
                 }
-                CHECK(close_rel(s2[p], s1[p], 0.17 * mag, 1e-6), "q8_0 scores D=%d P=%d p=%d: %g vs %g", D, P, p,
-                      s2[p], s1[p]);
-                free(kd);
+                exact *= scale;
+                mag *= scale;
+                /* float sums of exact integer block sums: a few ulp of the magnitude */
+                CHECK(close_to(s1[p], exact, mag, 1e-6), "ref scores D=%d P=%d p=%d: %g vs %g", D, P, p, s1[p], exact);
+                CHECK(close_to(s2[p], s1[p], mag, 1e-6), "%s scores D=%d P=%d p=%d: %g vs %g", kern_level_name(), D,
+                      P, p, s2[p], s1[p]);
+                /* the generic entry quantizes q with the dispatched quantizer: the same bytes */
+                CHECK(s3[p] == s2[p], "kern_attn_scores D=%d P=%d p=%d: %g vs %g", D, P, p, s3[p], s2[p]);
             }
-            for (int d = 0; d < D; d++)
-                CHECK(close_rel(o2[d], o1[d], omag[d], 1e-6), "q8_0 values D=%d P=%d d=%d: %g vs %g", D, P, d, o2[d],
-                      o1[d]);
-            CHECK(s2[P] == 777.f && o2[D] == 777.f, "q8_0 attention wrote past P=%d or D=%d", P, D);
+            CHECK(s2[P] == 777.f && s3[P] == 777.f, "scores wrote past P=%d", P);
+
+            /* values */
+            kern_ref_attn_values_q8_0(o1, w, cache, stride, P, D);
+            o2[D] = o3[D] = 777.f;
+            kern_attn_values_q8_0(o2, w, cache, stride, P, D);
+            kern_attn_values(QT_Q8_0, o3, w, cache, stride, P, D);
+            for (int d = 0; d < D; d++) {
+                double exact = 0, mag = 0;
+                for (int p = 0; p < P; p++) {
+                    const block_q8_0 vb = row_block(cache + (size_t)p * stride, d / QK8_0);
+                    const double t = (double)w[p] * quant_fp16_to_f32(vb.d) * vb.qs[d % QK8_0];
+                    exact += t;
+                    mag += fabs(t);
+                }
+                CHECK(close_to(o1[d], exact, mag, 1e-6), "ref values D=%d P=%d d=%d: %g vs %g", D, P, d, o1[d], exact);
+                CHECK(close_to(o2[d], o1[d], mag, 1e-6), "%s values D=%d P=%d d=%d: %g vs %g", kern_level_name(), D, P,
+                      d, o2[d], o1[d]);
+                CHECK(o3[d] == o2[d], "kern_attn_values D=%d P=%d d=%d", D, P, d);
+            }
+            CHECK(o2[D] == 777.f && o3[D] == 777.f, "values wrote past D=%d", D);
+
+            /* the KV row store: the reference quantizers' bytes */
+            uint8_t got[KERN_ATTN_MAX_D / QK8_0 * sizeof(block_q8_0)], want[sizeof got];
+            kern_kv_store(QT_Q8_0, got, q, D);
+            quant_get(QT_Q8_0)->from_float(q, want, D);
+            CHECK(!memcmp(got, want, row), "kv_store q8_0 D=%d", D);
+            pl_fp16 h[KERN_ATTN_MAX_D];
+            kern_kv_store(QT_F16, h, q, D);
+            int same = 1;
+            for (int d = 0; d < D; d++) same &= h[d] == quant_f32_to_fp16(q[d]);
+            CHECK(same, "kv_store f16 D=%d", D);
             free(cache);
-            free(x);
+            free(q);
             free(w);
             free(s1);
             free(s2);
+            free(s3);
             free(o1);
             free(o2);
-            free(q);
-            free(qd);
-            free(omag);
+            free(o3);
         }
+    (void)level;
+}
+
+/* The generic entry points on an F16 cache are the F16 kernels with the
+ * stride given in bytes. */
+static void f16_generic_at_level(kern_level level) {
+    (void)level;
+    const int D = 64, P = 13;
+    const size_t stride = 80; /* halves */
+    pl_fp16 *cache = malloc(sizeof(pl_fp16) * stride * P);
+    float q[64], w[13], a[64], b[64], sa[13], sb[13];
+    REQUIRE(cache, "out of memory");
+    for (size_t i = 0; i < stride * P; i++) cache[i] = quant_f32_to_fp16(frand(-2, 2));
+    for (int d = 0; d < D; d++) q[d] = frand(-1, 1);
+    for (int p = 0; p < P; p++) w[p] = frand(0, 1);
+    kern_attn_scores_f16(sa, q, cache, stride, P, D, 0.3f);
+    kern_attn_scores(QT_F16, sb, q, cache, stride * sizeof(pl_fp16), P, D, 0.3f);
+    kern_attn_values_f16(a, w, cache, stride, P, D);
+    kern_attn_values(QT_F16, b, w, cache, stride * sizeof(pl_fp16), P, D);
+    CHECK(!memcmp(sa, sb, sizeof sa) && !memcmp(a, b, sizeof a), "generic f16 entry points differ at %s",
+          kern_level_name());
+    free(cache);
 }
 
 static void test_attention(void) {
     for_each_level(attn_at_level);
     for_each_level(attn_q8_at_level);
+    for_each_level(f16_generic_at_level);
 }
 
 /* ------------------------------------------------------------- matmul */
