@@ -189,7 +189,6 @@ static inline float32x4_t ad_k4_step(const uint8_t *scales, const uint8_t *qs, c
         mn[2 * j + 1] = mn[2 * j]; /* a 32-element min covers two 16-element bsums */
     }
     const int32x4_t msum = ad_bsum_dot16(y->bsums, vld1q_u8(mn));
-    const uint8x16_t b1 = vdupq_n_u8(1), b2 = vdupq_n_u8(2);
     uint8x16_t h0 = vdupq_n_u8(0), h1 = h0;
     if (qh) {
         h0 = vld1q_u8(qh);
@@ -197,19 +196,10 @@ static inline float32x4_t ad_k4_step(const uint8_t *scales, const uint8_t *qs, c
     }
     int32x4_t isum = vdupq_n_s32(0);
     for (int p = 0; p < 4; p++) {
-        const uint8x16_t q0 = vld1q_u8(qs + 32 * p), q1 = vld1q_u8(qs + 32 * p + 16);
-        uint8x16_t lo0 = an_lo4(q0), lo1 = an_lo4(q1), hi0 = an_hi4(q0), hi1 = an_hi4(q1);
-        if (qh) {
-            lo0 = vorrq_u8(lo0, vshlq_n_u8(vandq_u8(h0, b1), 4));
-            lo1 = vorrq_u8(lo1, vshlq_n_u8(vandq_u8(h1, b1), 4));
-            hi0 = vorrq_u8(hi0, vshlq_n_u8(vandq_u8(h0, b2), 3));
-            hi1 = vorrq_u8(hi1, vshlq_n_u8(vandq_u8(h1, b2), 3));
-            h0 = vshrq_n_u8(h0, 2);
-            h1 = vshrq_n_u8(h1, 2);
-        }
+        const an_k4_levels l = an_k4_levels_at(qs, qh, p, &h0, &h1);
         const int8_t *q8 = y->qs + 64 * p;
-        isum = vmlaq_n_s32(isum, ad_dot32(an_s8(lo0), an_s8(lo1), q8), sc[2 * p]);
-        isum = vmlaq_n_s32(isum, ad_dot32(an_s8(hi0), an_s8(hi1), q8 + 32), sc[2 * p + 1]);
+        isum = vmlaq_n_s32(isum, ad_dot32(an_s8(l.lo0), an_s8(l.lo1), q8), sc[2 * p]);
+        isum = vmlaq_n_s32(isum, ad_dot32(an_s8(l.hi0), an_s8(l.hi1), q8 + 32), sc[2 * p + 1]);
     }
     acc = ad_scaled(acc, isum, y->d * an_h2f(d));
     return vfmsq_f32(acc, vcvtq_f32_s32(msum), vdupq_n_f32(y->d * an_h2f(dmin)));

@@ -227,27 +227,17 @@ static void atk_unpack_k4(const uint8_t *scales, const uint8_t *qs, const uint8_
         sc[j] = s;
         p->mn[b][r][j] = m;
     }
-    const uint8x16_t b1 = vdupq_n_u8(1), b2 = vdupq_n_u8(2);
     uint8x16_t h0 = vdupq_n_u8(0), h1 = h0;
     if (qh) {
         h0 = vld1q_u8(qh);
         h1 = vld1q_u8(qh + 16);
     }
     for (int i = 0; i < 4; i++) {
-        const uint8x16_t q0 = vld1q_u8(qs + 32 * i), q1 = vld1q_u8(qs + 32 * i + 16);
-        uint8x16_t lo0 = an_lo4(q0), lo1 = an_lo4(q1), hi0 = an_hi4(q0), hi1 = an_hi4(q1);
-        if (qh) {
-            lo0 = vorrq_u8(lo0, vshlq_n_u8(vandq_u8(h0, b1), 4));
-            lo1 = vorrq_u8(lo1, vshlq_n_u8(vandq_u8(h1, b1), 4));
-            hi0 = vorrq_u8(hi0, vshlq_n_u8(vandq_u8(h0, b2), 3));
-            hi1 = vorrq_u8(hi1, vshlq_n_u8(vandq_u8(h1, b2), 3));
-            h0 = vshrq_n_u8(h0, 2);
-            h1 = vshrq_n_u8(h1, 2);
-        }
-        vst1q_s8(lv + 64 * i, an_s8(lo0));
-        vst1q_s8(lv + 64 * i + 16, an_s8(lo1));
-        vst1q_s8(lv + 64 * i + 32, an_s8(hi0));
-        vst1q_s8(lv + 64 * i + 48, an_s8(hi1));
+        const an_k4_levels l = an_k4_levels_at(qs, qh, i, &h0, &h1);
+        vst1q_s8(lv + 64 * i, an_s8(l.lo0));
+        vst1q_s8(lv + 64 * i + 16, an_s8(l.lo1));
+        vst1q_s8(lv + 64 * i + 32, an_s8(l.hi0));
+        vst1q_s8(lv + 64 * i + 48, an_s8(l.hi1));
     }
     atk_put(p, b, r, lv, sc, 8, an_h2f(d), an_h2f(dmin));
 }

@@ -45,6 +45,31 @@ static inline uint8x16_t an_hi4(uint8x16_t q) { return vshrq_n_u8(q, 4); }
 
 static inline int8x16_t an_s8(uint8x16_t v) { return vreinterpretq_s8_u8(v); }
 
+/* Q4_K/Q5_K levels of sub-blocks 2i (lo: low nibbles of qs[32i ..]) and
+ * 2i + 1 (hi: high nibbles), each as two 16-byte halves. For Q5_K (qh !=
+ * NULL) bit 4 comes from the qh bit planes *h0, *h1 (qh[0..15], qh[16..31]
+ * at i = 0), which are shifted on for the next i; call with i = 0, 1, 2, 3
+ * in order. */
+typedef struct an_k4_levels {
+    uint8x16_t lo0, lo1, hi0, hi1;
+} an_k4_levels;
+
+static inline an_k4_levels an_k4_levels_at(const uint8_t *qs, const uint8_t *qh, int i, uint8x16_t *h0,
+                                            uint8x16_t *h1) {
+    const uint8x16_t q0 = vld1q_u8(qs + 32 * i), q1 = vld1q_u8(qs + 32 * i + 16);
+    an_k4_levels l = {an_lo4(q0), an_lo4(q1), an_hi4(q0), an_hi4(q1)};
+    if (qh) {
+        const uint8x16_t b1 = vdupq_n_u8(1), b2 = vdupq_n_u8(2);
+        l.lo0 = vorrq_u8(l.lo0, vshlq_n_u8(vandq_u8(*h0, b1), 4));
+        l.lo1 = vorrq_u8(l.lo1, vshlq_n_u8(vandq_u8(*h1, b1), 4));
+        l.hi0 = vorrq_u8(l.hi0, vshlq_n_u8(vandq_u8(*h0, b2), 3));
+        l.hi1 = vorrq_u8(l.hi1, vshlq_n_u8(vandq_u8(*h1, b2), 3));
+        *h0 = vshrq_n_u8(*h0, 2);
+        *h1 = vshrq_n_u8(*h1, 2);
+    }
+    return l;
+}
+
 /* Q5_0/Q5_1 high bits: bit j of the little-endian 32-bit qh -> 0x10 in byte j
  * of *h0 (j < 16) or *h1 (j >= 16), else 0. */
 static inline void an_q5_high(const uint8_t qh[4], uint8x16_t *h0, uint8x16_t *h1) {
