@@ -125,11 +125,14 @@ static const char *finish_name(pl_chat_finish f) {
     return f == PL_CHAT_FINISH_LENGTH ? "length" : f == PL_CHAT_FINISH_CANCELLED ? "cancelled" : "stop";
 }
 
-static void slot_run(serve_slot *s, serve_job *j) {
+/* Run job j on slot s; the outcome goes to st/msg/res for slot_main, which
+ * frees the slot before it tells the waiter (so a client that reads /health
+ * right after its answer sees the slot idle). */
+static pl_status slot_run(serve_slot *s, serve_job *j, char msg[512], pl_chat_result *res_out) {
     serve_engine *e = s->e;
     if (atomic_load(&j->cancel)) {
-        job_finish(j, PL_ERR_CANCELLED, "cancelled before it started", NULL);
-        return;
+        snprintf(msg, 512, "cancelled before it started");
+        return PL_ERR_CANCELLED;
     }
     char path[4096];
     pthread_mutex_lock(&e->mu);
@@ -143,11 +146,10 @@ static void slot_run(serve_slot *s, serve_job *j) {
             pl_chat_reset(s->chat);
         }
     }
-    pl_chat_result res;
+    pl_chat_result res = {0};
     pl_status st = j->raw ? pl_chat_complete_text(s->chat, j->prompt, &j->gen, slot_on_token, j, &res)
                           : pl_chat_complete(s->chat, j->msgs, j->n_msgs, &j->gen, slot_on_token, j, &res);
-    char msg[512] = "";
-    if (st) snprintf(msg, sizeof msg, "%s", pl_last_error());
+    if (st) snprintf(msg, 512, "%s", pl_last_error());
     if (!st && j->chat_id) {
         pthread_mutex_lock(&e->mu);
         s->cached_chat = j->chat_id;
@@ -165,7 +167,7 @@ static void slot_run(serve_slot *s, serve_job *j) {
             int64_t id = 0;
             if (store_msg_add(e->st, j->chat_id, &m, &id) != PL_OK) {
                 st = PL_ERR_IO;
-                snprintf(msg, sizeof msg, "%s", pl_last_error());
+                snprintf(msg, 512, "%s", pl_last_error());
             } else {
                 pthread_mutex_lock(&j->mu);
                 j->reply_id = id;
@@ -178,8 +180,9 @@ static void slot_run(serve_slot *s, serve_job *j) {
                 fprintf(stderr, "pocketllm serve: cannot save the KV state: %s\n", pl_last_error());
         }
     }
-    job_finish(j, st, msg, st ? NULL : &res);
-    if (!st) pl_chat_result_free(&res);
+    if (st) pl_chat_result_free(&res);
+    else *res_out = res;
+    return st;
 }
 
 static void *slot_main(void *arg) {
@@ -204,12 +207,17 @@ static void *slot_main(void *arg) {
         pthread_mutex_unlock(&j->mu);
         pthread_mutex_unlock(&e->mu);
 
-        slot_run(s, j);
+        char msg[512] = "";
+        pl_chat_result res;
+        memset(&res, 0, sizeof res);
+        const pl_status st = slot_run(s, j, msg, &res);
 
         pthread_mutex_lock(&e->mu);
         s->job = NULL;
         j->slot = -1;
         pthread_mutex_unlock(&e->mu);
+        job_finish(j, st, msg, st ? NULL : &res);
+        if (!st) pl_chat_result_free(&res);
         serve_job_release(j); /* the queue's reference */
     }
     return NULL;
