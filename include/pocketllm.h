@@ -59,6 +59,11 @@ typedef struct pl_model_params {
     int advice;            /* pl_advice for the mapped weights (PL_ADVICE_NORMAL) */
     int stream;            /* pl_stream_mode: stream layers from storage when they do not fit */
     int verify;            /* check each file's SHA-256 (pl_model_source.sha256 or FILE.sha256) */
+    int no_repack;         /* keep every matrix in the file's layout: by default, matrices whose kernel runs
+                            * faster on row-interleaved blocks (Q4_0 on AVX2) are copied into that layout at
+                            * load, when the weights are mapped in full (no stream, no_mmap or mlock); the
+                            * copies replace their file pages in the resident set (pl_plan.weights_packed).
+                            * Set it for a model that runs on the GPU, which uploads the file's rows */
 } pl_model_params;
 
 pl_model_params pl_model_default_params(void);
@@ -394,6 +399,8 @@ typedef struct pl_plan {
     int64_t weights_mapped;    /* of that, file-backed (the kernel may evict it) */
     int64_t weights_copied;    /* of that, in anonymous memory (no_mmap, unaligned or streamed window) */
     int64_t weights_locked;    /* of that, mlock'd */
+    int64_t weights_packed;    /* of the copied: row-interleaved copies of matrices for faster kernels
+                                * (their file pages are dropped once copied; pl_model_params.no_repack) */
     int64_t kv_bytes;          /* KV cache */
     int64_t scratch_bytes;     /* activations, logits, matmul scratch, rope tables */
     int64_t tokenizer_bytes;   /* tokenizer and metadata tables */

@@ -563,8 +563,10 @@ static void test_attention(void) {
 /* ------------------------------------------------------------- matmul */
 
 /* Y = W X for one shape against a double matmul of dequantized weights and
- * of the activations as the weight's vec_dot_type sees them. */
-static void check_matmul(const wtype *w, pl_pool *pool, int64_t n_in, int64_t n_out, int T, int with_bias) {
+ * of the activations as the weight's vec_dot_type sees them; with `packed`,
+ * through kern_pack's copy of W (whose rows must unpack to W's). */
+static void check_matmul_as(const wtype *w, pl_pool *pool, int64_t n_in, int64_t n_out, int T, int with_bias,
+                            int packed) {
     const quant_traits *tr = quant_get(w->type);
     const uint32_t vdt = tr->vec_dot_type;
     const size_t wrow = quant_row_size(w->type, n_in);
@@ -576,10 +578,39 @@ static void check_matmul(const wtype *w, pl_pool *pool, int64_t n_in, int64_t n_
     fill_floats(X, (int64_t)ldx * T, 1.0f);
     if (bias) fill_floats(bias, n_out, 1.0f);
     for (int64_t i = 0; i < (int64_t)ldy * T; i++) Y[i] = NAN;
-    const kern_matrix m = {.data = W, .type = w->type, .n_in = n_in, .n_out = n_out};
+    kern_matrix m = {.data = W, .type = w->type, .n_in = n_in, .n_out = n_out};
+    uint8_t *P = NULL;
+    if (packed) {
+        P = malloc(wrow * (size_t)n_out);
+        memset(P, 0xA5, wrow * (size_t)n_out);
+        kern_pack(&m, 0, n_out / kern_pack_group_rows(), P);
+        uint8_t *row = malloc(wrow);
+        for (int64_t r = 0; r < n_out; r++) {
+            kern_unpack_row(&m, P, r, row);
+            CHECK(memcmp(row, W + (size_t)r * wrow, wrow) == 0, "%s n_in=%lld: packed row %lld unpacks differently",
+                  quant_get(w->type)->name, (long long)n_in, (long long)r);
+        }
+        free(row);
+        m.packed = P;
+    }
     const size_t scratch_bytes = kern_matmul_scratch(&m, T);
     void *scratch = malloc(scratch_bytes + 1);
     kern_matmul(pool, &m, X, ldx, T, Y, ldy, bias, scratch);
+    if (packed && kern_level_get() == KERN_SCALAR) {
+        /* the portable packed kernel sums as the reference dot: equal bits */
+        void *act = malloc(quant_row_size(vdt, n_in));
+        for (int t = 0; t < T; t++) {
+            quant_get(vdt)->from_float(X + (size_t)t * ldx, act, n_in);
+            for (int64_t r = 0; r < n_out; r++) {
+                float s;
+                tr->vec_dot((int)n_in, &s, W + (size_t)r * wrow, act);
+                s += bias ? bias[r] : 0.0f;
+                CHECK(memcmp(&s, &Y[(size_t)t * ldy + r], sizeof s) == 0, "packed scalar Y[%d][%lld] = %.9g, dot %.9g",
+                      t, (long long)r, Y[(size_t)t * ldy + r], s);
+            }
+        }
+        free(act);
+    }
 
     /* the reference sees activations quantized by the reference quantizer */
     double *wd = malloc(sizeof(double) * (size_t)(n_in * n_out)), *xd = malloc(sizeof(double) * (size_t)(n_in * T));
@@ -615,6 +646,7 @@ static void check_matmul(const wtype *w, pl_pool *pool, int64_t n_in, int64_t n_
     for (int t = 0; t < T; t++)
         for (int64_t r = n_out; r < ldy; r++) CHECK(isnan(Y[(size_t)t * ldy + r]), "matmul wrote Y padding");
     free(W);
+    free(P);
     free(X);
     free(Y);
     free(bias);
@@ -622,6 +654,10 @@ static void check_matmul(const wtype *w, pl_pool *pool, int64_t n_in, int64_t n_
     free(wd);
     free(xd);
     free(act);
+}
+
+static void check_matmul(const wtype *w, pl_pool *pool, int64_t n_in, int64_t n_out, int T, int with_bias) {
+    check_matmul_as(w, pool, n_in, n_out, T, with_bias, 0);
 }
 
 static pl_pool *g_pools[2];
@@ -649,9 +685,30 @@ static void matmul_at_level(kern_level level) {
     }
 }
 
+/* Packed weights (kern_pack) at every level: row groups of 8, block counts
+ * 1..136, token counts on both sides of the kernels' 4-token steps. */
+static void packed_at_level(kern_level level) {
+    (void)level;
+    static const int Ts[] = {1, 2, 3, 4, 5, 7, 9, 33};
+    static const int64_t n_outs[] = {8, 16, 264};
+    static const int64_t n_ins[] = {32, 320, 4352};
+    for (int i = 0; i < N_WTYPES; i++) {
+        const uint32_t type = k_wtypes[i].type;
+        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0), "%s: packing support", quant_get(type)->name);
+        if (!kern_pack_supported(type, 256, 8)) continue;
+        CHECK(!kern_pack_supported(type, 256, 12) && !kern_pack_supported(type, 48, 8), "partial groups are refused");
+        for (size_t a = 0; a < 3; a++)
+            for (size_t b = 0; b < 3; b++)
+                for (size_t c = 0; c < sizeof Ts / sizeof Ts[0]; c++)
+                    check_matmul_as(&k_wtypes[i], g_pools[(a + b + c) & 1], n_ins[a], n_outs[b], Ts[c],
+                                    (int)((b + c) & 1), 1);
+    }
+}
+
 static void test_matmul(void) {
     REQUIRE(pool_new(1, &g_pools[0]) == PL_OK && pool_new(2, &g_pools[1]) == PL_OK, "pools");
     for_each_level(matmul_at_level);
+    for_each_level(packed_at_level);
     pool_free(g_pools[0]);
     pool_free(g_pools[1]);
 }

@@ -51,11 +51,14 @@ static double mib(int64_t n) { return (double)n / 1048576.0; }
 
 /* Peak RSS (bytes) of `pocketllm run` filling a context of n_ctx, from the
  * kernel's accounting of the child; 0 on failure. */
-static int64_t run_peak_rss(const char *model, int n_ctx, const char *lora) {
+static int64_t run_peak_rss_opt(const char *model, int n_ctx, const char *lora, const char *opt) {
     char ctx[16];
     snprintf(ctx, sizeof ctx, "%d", n_ctx);
-    char *argv[] = {g_cli, "run", "-m", (char *)model, "-c", ctx, "-n", "-1", "--ignore-eos", "--ids", "-t", "1", "--temp", "0",
-                    lora ? "--lora" : NULL, (char *)lora, NULL};
+    char *argv[20] = {g_cli, "run", "-m", (char *)model, "-c", ctx, "-n", "-1", "--ignore-eos", "--ids", "-t", "1", "--temp", "0"};
+    int argc = 14;
+    if (lora) argv[argc++] = "--lora", argv[argc++] = (char *)lora;
+    if (opt) argv[argc++] = (char *)opt;
+    argv[argc] = NULL;
     pid_t pid = fork();
     if (pid < 0) return 0;
     if (pid == 0) {
@@ -71,6 +74,10 @@ static int64_t run_peak_rss(const char *model, int n_ctx, const char *lora) {
     struct rusage ru;
     if (wait4(pid, &status, 0, &ru) != pid || !WIFEXITED(status) || WEXITSTATUS(status) != 0) return 0;
     return (int64_t)ru.ru_maxrss * 1024;
+}
+
+static int64_t run_peak_rss(const char *model, int n_ctx, const char *lora) {
+    return run_peak_rss_opt(model, n_ctx, lora, NULL);
 }
 
 /* Runs first, while this process is small: a forked child's peak counts the
@@ -197,6 +204,123 @@ static void test_lora_planned_and_charged(void) {
     CHECK(pl_model_apply_lora(m, ad, 1.0f) == PL_OK, "budget with room for the copies: %s", pl_last_error());
     pl_model_free(m);
     remove(base), remove(ad);
+}
+
+/* ------------------------------------------------------------ repacking */
+
+/* Q4_0 matrices packed at load (kern_pack): planned as anonymous copies that
+ * replace their file pages, charged as such, measured so (a run's peak with
+ * and without --no-repack, against its plan), and computing what the file's
+ * rows compute; a LoRA merge frees the copies of the matrices it replaces. */
+static void test_repack_planned_and_measured(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/repack.gguf", g_tmp);
+    enum { C = LR_C, L = LR_L, GD = LR_GD, F = LR_F, V = 320 }; /* write_adapter's shapes */
+    const rm_spec s = {.arch = "llama", .C = C, .L = L, .H = 8, .G = 4, .D = 64, .F = F, .V = V, .t_qko = QT_Q4_0,
+                       .t_v = QT_Q4_0, .t_gu = QT_Q4_0, .t_down = QT_Q4_0, .t_embd = QT_Q8_0, .untied = 1,
+                       .t_out = QT_Q4_0, .seed = 11};
+    REQUIRE(model_write_random(&s, path, NULL) == PL_OK, "%s", pl_last_error());
+    const bool pays = kern_pack_pays(QT_Q4_0, C, C);
+    uint64_t want = 0; /* every Q4_0 matrix: 7 per layer and the output */
+    const int64_t shapes[][2] = {{C, C}, {C, GD}, {C, GD}, {C, C}, {C, F}, {C, F}, {F, C}};
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < 7; i++) want += mem_held(quant_row_size(QT_Q4_0, shapes[i][0]) * (size_t)shapes[i][1]);
+    want += mem_held(quant_row_size(QT_Q4_0, C) * V);
+    if (!pays) want = 0;
+    const int n_ctx = 128;
+    int64_t rss[2] = {0, 0};
+    if (access(g_cli, X_OK) == 0 && !getenv("PL_ASAN")) {
+        rss[0] = run_peak_rss_opt(path, n_ctx, NULL, NULL);
+        rss[1] = run_peak_rss_opt(path, n_ctx, NULL, "--no-repack");
+    }
+    pl_ctx_params cp = pl_ctx_default_params();
+    cp.n_ctx = n_ctx, cp.n_threads = 1;
+    pl_plan p[2];
+    pl_model *models[2] = {NULL, NULL};
+    for (int k = 0; k < 2; k++) {
+        pl_model_params mp = pl_model_default_params();
+        mp.budget_bytes = PL_BUDGET_NONE;
+        mp.no_repack = k;
+        const uint64_t w0 = mem_total_kind(MEM_WEIGHTS);
+        pl_model *m = NULL;
+        REQUIRE(pl_model_load(path, &mp, &m) == PL_OK, "%s", pl_last_error());
+        const uint64_t charged = mem_total_kind(MEM_WEIGHTS) - w0;
+        CHECK(pl_plan_model(m, &cp, &p[k]) == PL_OK, "%s", pl_last_error());
+        CHECK((uint64_t)p[k].weights_packed == (k ? 0 : want) && charged == (k ? 0 : want),
+              "no_repack=%d: planned %.2f MiB packed, charged %.2f, want %.2f", k, mib(p[k].weights_packed),
+              mib((int64_t)charged), mib((int64_t)(k ? 0 : want)));
+        models[k] = m;
+    }
+    /* logits of a prompt step (8 tokens) and a decode step, packed or not:
+     * close at the level in use (float order differs, and this random model
+     * amplifies rounding: AVX2 and scalar row dots differ by ~0.5 %), and
+     * equal bit for bit at the scalar level, whose packed kernel sums as the
+     * reference dot does (so loading, slicing and page dropping lost nothing) */
+    const kern_level best = kern_level_get();
+    for (int level = 0; level < 2; level++) {
+        if (level) kern_force(KERN_SCALAR);
+        float logits[2][2][V];
+        for (int k = 0; k < 2; k++) {
+            pl_ctx *c = NULL;
+            REQUIRE(pl_ctx_new(models[k], &cp, &c) == PL_OK, "%s", pl_last_error());
+            const pl_token toks[] = {1, 17, 42, 99, 7, 250, 3, 64}, next = 5;
+            REQUIRE(pl_ctx_decode(c, toks, 8) == PL_OK, "%s", pl_last_error());
+            memcpy(logits[k][0], pl_ctx_logits(c, -1), sizeof(float) * V);
+            REQUIRE(pl_ctx_decode(c, &next, 1) == PL_OK, "%s", pl_last_error());
+            memcpy(logits[k][1], pl_ctx_logits(c, -1), sizeof(float) * V);
+            pl_ctx_free(c);
+        }
+        for (int step = 0; step < 2; step++) {
+            double max_abs = 0, max_diff = 0;
+            for (int i = 0; i < V; i++) {
+                max_abs = fmax(max_abs, fabs(logits[1][step][i]));
+                max_diff = fmax(max_diff, fabs(logits[0][step][i] - logits[1][step][i]));
+            }
+            CHECK(max_abs > 0 && (level ? max_diff == 0 : max_diff <= 0.05 * max_abs),
+                  "level %s step %d: packed logits differ by %g (max |logit| %g)", kern_level_name(), step, max_diff,
+                  max_abs);
+        }
+    }
+    kern_force(best);
+    /* merged matrices become f32 copies: their packed copies go (the
+     * output's stays), in the charges and in the plan */
+    char ad[600];
+    snprintf(ad, sizeof ad, "%s/repack_lora.gguf", g_tmp);
+    REQUIRE(write_adapter(ad), "cannot write the adapter: %s", pl_last_error());
+    const uint64_t out_held = pays ? mem_held(quant_row_size(QT_Q4_0, C) * V) : 0;
+    const uint64_t copies = (uint64_t)L * 4 * (2 * C * C + 2 * C * GD + 3 * C * F);
+    const uint64_t w0 = mem_total_kind(MEM_WEIGHTS);
+    CHECK(pl_model_apply_lora(models[0], ad, 1.0f) == PL_OK, "%s", pl_last_error());
+    const int64_t delta = (int64_t)mem_total_kind(MEM_WEIGHTS) - (int64_t)w0;
+    pl_plan pl;
+    CHECK(pl_plan_model(models[0], &cp, &pl) == PL_OK, "%s", pl_last_error());
+    CHECK(delta == (int64_t)copies - (int64_t)(want - out_held) && (uint64_t)pl.weights_packed == out_held,
+          "after the merge: charged %+.2f MiB (want %+.2f), packed %.2f MiB planned (want %.2f)", mib(delta),
+          mib((int64_t)copies - (int64_t)(want - out_held)), mib(pl.weights_packed), mib((int64_t)out_held));
+    pl_ctx *c = NULL;
+    CHECK(pl_ctx_new(models[0], &cp, &c) == PL_OK, "a context after the merge: %s", pl_last_error());
+    pl_ctx_free(c);
+    unlink(ad);
+    pl_model_free(models[0]);
+    pl_model_free(models[1]);
+    /* the same resident total, the packed part moved from mapped to copied */
+    const int64_t round = (int64_t)want - (pays ? (int64_t)(L * (2 * C * C + 2 * C * GD + 3 * C * F) + C * V) / 32 * 18 : 0);
+    CHECK(p[0].total_bytes - p[1].total_bytes == round, "plans differ by %lld bytes, want %lld (page rounding)",
+          (long long)(p[0].total_bytes - p[1].total_bytes), (long long)round);
+    CHECK(p[0].weights_copied - p[1].weights_copied == (int64_t)want, "copied grew by %.2f MiB",
+          mib(p[0].weights_copied - p[1].weights_copied));
+    if (rss[0] > 0 && rss[1] > 0) {
+        printf("   repack: plan %.2f MiB (packed %.2f)  measured %.2f MiB; --no-repack: plan %.2f  measured %.2f MiB\n",
+               mib(p[0].total_bytes), mib(p[0].weights_packed), mib(rss[0]), mib(p[1].total_bytes), mib(rss[1]));
+        for (int k = 0; k < 2; k++) {
+            const int64_t diff = rss[k] > p[k].total_bytes ? rss[k] - p[k].total_bytes : p[k].total_bytes - rss[k];
+            CHECK(diff <= (3 << 20) || diff * 20 <= p[k].total_bytes, "no_repack=%d: plan off by %.2f MiB", k, mib(diff));
+        }
+        /* packing moves the weights, it does not hold them twice: the peaks
+         * differ by at most a slice in flight (1 MiB) and page rounding */
+        CHECK(rss[0] - rss[1] <= (2 << 20), "repacked peak %.2f MiB vs %.2f MiB", mib(rss[0]), mib(rss[1]));
+    }
+    unlink(path);
 }
 
 /* ------------------------------------------------------------ parsing, profiles */
@@ -823,6 +947,7 @@ int main(int argc, char **argv) {
     }
     RUN(test_plan_matches_measured_rss);
     RUN(test_lora_planned_and_charged);
+    RUN(test_repack_planned_and_measured);
     RUN(test_parse_bytes);
     RUN(test_device_profiles);
     RUN(test_cgroup_detection_fixtures);

@@ -1,6 +1,6 @@
 /*
  * Memory options shared by the commands that load a model (run, plan, bench
- * tools): --budget/--profile, --no-mmap, --mlock, --advice, --stream,
+ * tools): --budget/--profile, --no-mmap, --mlock, --no-repack, --advice, --stream,
  * --kv-type, --window, and a memory report (plan next to what the process
  * measured) printed after a run.
  */
@@ -18,6 +18,8 @@ void cli_mem_usage(FILE *fp) {
             "      --profile NAME     budget of a named device (pocketllm plan --profiles lists them)\n"
             "      --no-mmap          read the weights into memory instead of mapping the file\n"
             "      --mlock            lock the mapped weights in RAM\n"
+            "      --no-repack        keep every matrix in the file's layout (default: Q4_0 matrices are\n"
+            "                         copied 8 rows interleaved for the AVX2 kernels; same memory)\n"
             "      --advice A         madvise for the mapping: normal, willneed, random, sequential\n"
             "      --stream           keep a window of layers resident and read the rest each token\n"
             "      --stream-auto      stream only when the weights do not fit the budget\n"
@@ -45,6 +47,7 @@ int cli_mem_option(int argc, char **argv, int *i, pl_model_params *mp, pl_ctx_pa
     static const char *const advice[] = {"normal", "willneed", "random", "sequential"};
     if (!strcmp(a, "--no-mmap")) mp->no_mmap = 1;
     else if (!strcmp(a, "--mlock")) mp->mlock = 1;
+    else if (!strcmp(a, "--no-repack")) mp->no_repack = 1;
     else if (!strcmp(a, "--stream")) mp->stream = PL_STREAM_ON;
     else if (!strcmp(a, "--stream-auto")) mp->stream = PL_STREAM_AUTO;
     else if (!strcmp(a, "--no-prefault")) cp->no_prefault = 1;

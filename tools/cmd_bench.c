@@ -16,12 +16,13 @@
 
 static void bench_usage(FILE *fp) {
     fprintf(fp,
-            "usage: pocketllm bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--kv-type T] [--json]\n"
+            "usage: pocketllm bench -m FILE [-p 128] [-n 32] [-t N] [-r 3] [--kv-type T] [--no-repack] [--json]\n"
             "  -p N     prompt tokens evaluated as one batch (pp)\n"
             "  -n N     tokens generated one at a time after the prompt (tg)\n"
             "  -t N     threads (default: all cores)\n"
             "  -r N     repetitions; the best is reported (default 3)\n"
             "  --kv-type T  KV cache type: f16 (default) or q8_0\n"
+            "  --no-repack  keep matrices in the file's layout (no row-interleaved copies)\n"
             "  --json   one JSON line: pp_tok_s, tg_tok_s, bytes_per_token, gb_s, bandwidth_fraction, mem_bw_gb_s\n");
 }
 
@@ -84,6 +85,7 @@ static double measure_read_bw(pl_pool *pool) {
 int cmd_bench(int argc, char **argv) {
     const char *model_path = NULL;
     int n_prompt = 128, n_gen = 32, n_threads = 0, reps = 3, json = 0, kv_type = PL_KV_F16;
+    pl_model_params mp = pl_model_default_params();
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) { bench_usage(stdout); return 0; }
@@ -94,6 +96,7 @@ int cmd_bench(int argc, char **argv) {
         else if (!strcmp(a, "-r") && v) { reps = atoi(v); i++; }
         else if (!strcmp(a, "--kv-type") && v) { if (cli_kv_type(a, v, &kv_type)) return 2; i++; }
         else if (!strcmp(a, "--json")) json = 1;
+        else if (!strcmp(a, "--no-repack")) mp.no_repack = 1;
         else {
             fprintf(stderr, "pocketllm bench: unknown or incomplete option '%s'\n", a);
             bench_usage(stderr);
@@ -108,7 +111,7 @@ int cmd_bench(int argc, char **argv) {
     pl_model *model = NULL;
     pl_ctx *ctx = NULL;
     pl_token *toks = NULL;
-    if (pl_model_load(model_path, NULL, &model)) { cli_fail("load"); goto out; }
+    if (pl_model_load(model_path, &mp, &model)) { cli_fail("load"); goto out; }
     pl_ctx_params xp = pl_ctx_default_params();
     xp.n_ctx = n_prompt + n_gen;
     xp.n_batch = n_prompt;

@@ -55,7 +55,9 @@ int cmd_perplexity(int argc, char **argv) {
     pl_ctx *ctx = NULL;
     pl_token *toks = NULL;
     if (!text) return 1;
-    if (pl_model_load(model_path, NULL, &model)) { cli_fail("load"); goto out; }
+    pl_model_params mp = pl_model_default_params();
+    mp.no_repack = device != PL_DEVICE_CPU; /* the GPU reads the file's rows */
+    if (pl_model_load(model_path, &mp, &model)) { cli_fail("load"); goto out; }
     int n_tok = 0, cap = (int)(len + 16);
     toks = malloc(sizeof *toks * (size_t)cap);
     if (!toks) { fprintf(stderr, "pocketllm: out of memory\n"); goto out; }

@@ -48,12 +48,12 @@ static void print_json(FILE *fp, const char *path, const pl_plan *p) {
     json_str(fp, path);
     fprintf(fp,
             ", \"file_bytes\": %lld, \"tensors_bytes\": %lld, \"weights_bytes\": %lld, \"weights_mapped_bytes\": %lld, "
-            "\"weights_copied_bytes\": %lld, \"weights_locked_bytes\": %lld, \"kv_bytes\": %lld, \"kv_bytes_per_token\": %lld, "
+            "\"weights_copied_bytes\": %lld, \"weights_locked_bytes\": %lld, \"weights_packed_bytes\": %lld, \"kv_bytes\": %lld, \"kv_bytes_per_token\": %lld, "
             "\"scratch_bytes\": %lld, \"tokenizer_bytes\": %lld, \"overhead_bytes\": %lld, \"total_bytes\": %lld, "
             "\"budget_bytes\": %lld, \"budget_source\": ",
             (long long)p->file_bytes, (long long)p->weights_bytes, (long long)p->weights_resident,
             (long long)p->weights_mapped, (long long)p->weights_copied, (long long)p->weights_locked,
-            (long long)p->kv_bytes, (long long)p->kv_bytes_per_token, (long long)p->scratch_bytes,
+            (long long)p->weights_packed, (long long)p->kv_bytes, (long long)p->kv_bytes_per_token, (long long)p->scratch_bytes,
             (long long)p->tokenizer_bytes, (long long)p->overhead_bytes, (long long)p->total_bytes,
             (long long)p->budget_bytes);
     json_str(fp, p->budget_source);
@@ -78,6 +78,9 @@ static void print_table(FILE *fp, const char *path, const pl_plan *p) {
     fprintf(fp, "%-28s %10.1f   in anonymous memory%s\n", "  copied", mib(p->weights_copied),
             p->stream ? " (the streaming window)" : "");
     fprintf(fp, "%-28s %10.1f\n", "  locked (mlock)", mib(p->weights_locked));
+    if (p->weights_packed)
+        fprintf(fp, "%-28s %10.1f   of the copied: matrices repacked for the kernels (--no-repack)\n", "  packed",
+                mib(p->weights_packed));
     fprintf(fp, "%-28s %10.1f   %.1f KiB per token\n", "KV cache", mib(p->kv_bytes), p->kv_bytes_per_token / 1024.0);
     fprintf(fp, "%-28s %10.1f\n", "compute scratch", mib(p->scratch_bytes));
     fprintf(fp, "%-28s %10.1f\n", "tokenizer and metadata", mib(p->tokenizer_bytes));

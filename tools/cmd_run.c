@@ -155,6 +155,7 @@ int cmd_run(int argc, char **argv) {
         cp.n_prompt_tokens = n;
     }
     cp.prompt = prompt;
+    if (xp.device != PL_DEVICE_CPU) mp.no_repack = 1; /* the GPU reads the file's rows */
     if (pl_model_load(model_path, &mp, &model)) { cli_fail("load"); goto out; }
     if (lora_path && pl_model_apply_lora(model, lora_path, lora_scale)) { cli_fail("lora"); goto out; }
     if (pl_ctx_new(model, &xp, &ctx)) { cli_fail("context"); goto out; }

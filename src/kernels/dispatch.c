@@ -19,14 +19,14 @@
  * the one below (NULL where this build has no kernels for it). */
 typedef struct level_desc {
     const char *name;
-    void (*install[4])(kern_ops *ops);
+    void (*install[5])(kern_ops *ops);
 } level_desc;
 
 static const level_desc k_levels[KERN_LEVEL_COUNT] = {
     [KERN_SCALAR] = {"scalar", {NULL}},
 #ifdef KERN_HAVE_AVX2
     [KERN_AVX2] = {"avx2", {kern_avx2_install_dots, kern_avx2_install_ops, kern_avx2_install_gemm,
-                             kern_avx2_install_attn_q8}},
+                             kern_avx2_install_attn_q8, kern_avx2_install_packed}},
 #else
     [KERN_AVX2] = {"avx2", {NULL}},
 #endif
@@ -81,8 +81,9 @@ static void dispatch_fill(kern_ops *o, kern_level level) {
     o->attn_values_f16 = kern_ref_attn_values_f16;
     o->attn_scores_q8_0 = kern_ref_attn_scores_q8_0;
     o->attn_values_q8_0 = kern_ref_attn_values_q8_0;
+    kern_pack_install_ref(o);
     for (int l = KERN_SCALAR + 1; l <= (int)level; l++)
-        for (int i = 0; i < 4; i++)
+        for (size_t i = 0; i < sizeof k_levels[l].install / sizeof k_levels[l].install[0]; i++)
             if (k_levels[l].install[i]) k_levels[l].install[i](o);
 }
 

@@ -55,6 +55,10 @@ typedef struct kern_ops {
     kern_vec_dot4_fn vec_dot4[QT_COUNT]; /* NULL: rows go one at a time */
     quant_from_float_fn from_float[QT_COUNT];
     kern_gemm gemm[QT_COUNT]; /* .rows == NULL: no tiled path for the type */
+    /* kernels of row-interleaved weight copies (pack.c's layouts); every
+     * level can run them, packed_pays marks where packing is worth its copy */
+    kern_gemm packed[QT_COUNT];
+    bool packed_pays[QT_COUNT];
     void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
     void (*softmax)(float *x, int n);
     void (*silu_mul)(float *h, const float *g, const float *u, int n);
@@ -90,6 +94,9 @@ void kern_ref_attn_scores_q8_0(float *scores, const block_q8_0 *q, const void *k
                                float scale);
 void kern_ref_attn_values_q8_0(float *out, const float *w, const void *v, size_t stride, int P, int D);
 
+/* pack.c: the portable kernels of packed weights (installed at every level). */
+void kern_pack_install_ref(kern_ops *ops);
+
 /* ISA installers: overwrite the entries they implement. Each exists only in
  * builds for its architecture (x86_avx2*.c compile to nothing elsewhere). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -98,6 +105,11 @@ void kern_avx2_install_dots(kern_ops *ops);  /* x86_avx2.c: vec_dot, from_float 
 void kern_avx2_install_ops(kern_ops *ops);   /* x86_avx2_ops.c: float kernels */
 void kern_avx2_install_gemm(kern_ops *ops);  /* x86_avx2_gemm.c: tiled matmul */
 void kern_avx2_install_attn_q8(kern_ops *ops); /* x86_avx2_attn_q8.c: Q8_0 KV attention */
+void kern_avx2_install_packed(kern_ops *ops); /* x86_avx2_packed.c: packed-weight matmul */
+/* x86_avx2_gemm.c's Q8_0 activation rows (int8 levels, then per block the
+ * scale and scale * sum as floats), shared with x86_avx2_packed.c */
+size_t kern_avx2_b32_act_size(int64_t n_in);
+void kern_avx2_b32_act_pack(const float *x, void *dst, int64_t n_in);
 #define KERN_HAVE_AVX512 1
 void kern_avx512_install(kern_ops *ops);     /* x86_avx512*.c: on top of the AVX2 level */
 #endif

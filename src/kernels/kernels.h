@@ -58,11 +58,27 @@ quant_vec_dot_fn kern_vec_dot(uint32_t type);
 quant_from_float_fn kern_from_float(uint32_t type);
 
 typedef struct kern_matrix {
-    const void *data; /* n_out rows of quant_row_size(type, n_in) bytes */
+    const void *data;   /* n_out rows of quant_row_size(type, n_in) bytes */
     uint32_t type;
-    int64_t n_in;     /* columns (elements per row) */
-    int64_t n_out;    /* rows */
+    int64_t n_in;       /* columns (elements per row) */
+    int64_t n_out;      /* rows */
+    const void *packed; /* NULL, or kern_pack's copy of data: kern_matmul reads this instead */
 } kern_matrix;
+
+/* Row-interleaved copies of weight matrices (pack.c): the same bytes as the
+ * rows, in an order the matrix-vector kernels stream faster. Supported: Q4_0
+ * with n_out a multiple of 8 (kern_pack_group_rows), any kernel level.
+ * kern_pack_pays: supported, and the level in use has a kernel for which
+ * the copy pays (the loader packs only then). */
+bool kern_pack_supported(uint32_t type, int64_t n_in, int64_t n_out);
+bool kern_pack_pays(uint32_t type, int64_t n_in, int64_t n_out);
+int kern_pack_group_rows(void);
+/* Packs row groups [g0, g1) of w->data into dst, a buffer of the matrix's
+ * size (group g lands where row g * kern_pack_group_rows() starts), so a
+ * matrix can be packed a slice at a time. */
+void kern_pack(const kern_matrix *w, int64_t g0, int64_t g1, void *dst);
+/* Row r of a packed copy back in the plain layout (one row's bytes). */
+void kern_unpack_row(const kern_matrix *w, const void *packed, int64_t r, void *dst);
 
 /* Bytes of scratch kern_matmul needs for T activation rows (at the kernel
  * level in use). */

@@ -9,7 +9,9 @@
  *    the level has a vec_dot4, for more independent work per call);
  *  - tiled (prompt processing): activations are packed once into the tiled
  *    kernel's layout and the kernel computes blocks of rows x tokens, so each
- *    weight block is unpacked once per tile and reused across tokens.
+ *    weight block is unpacked once per tile and reused across tokens;
+ *  - packed weights (kern_pack's row-interleaved copy, any T): the same
+ *    scheme with the packed layout's kernels (kern_ops.packed).
  * Threads claim chunks of rows (whole tiles) through pool_for, so a thread
  * that runs slower (a busy core) simply takes fewer chunks; there are several
  * chunks per thread. Products too small to repay a pool wake-up
@@ -31,6 +33,7 @@ enum {
 };
 
 static const kern_gemm *matmul_gemm(const kern_ops *o, const kern_matrix *w, int T) {
+    if (w->packed) return &o->packed[w->type]; /* every level has one for each packed type */
     if (w->type >= QT_COUNT || !o->gemm[w->type].rows || T < o->gemm[w->type].min_T) return NULL;
     return &o->gemm[w->type];
 }
@@ -100,7 +103,7 @@ static void matmul_rows(void *arg, int64_t r0, int64_t r1, int thread) {
 static void matmul_tiles(void *arg, int64_t r0, int64_t r1, int thread) {
     matmul_job *j = arg;
     (void)thread;
-    const kern_gemm_job gj = {.w = j->w->data, .w_row = quant_row_size(j->w->type, j->w->n_in),
+    const kern_gemm_job gj = {.w = j->w->packed ? j->w->packed : j->w->data, .w_row = quant_row_size(j->w->type, j->w->n_in),
                               .n_in = j->w->n_in, .act = j->act, .act_row = j->act_row, .T = j->T,
                               .Y = j->Y, .ldy = j->ldy, .bias = j->bias};
     j->gemm->rows(&gj, r0, r1);

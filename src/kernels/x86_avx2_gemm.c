@@ -153,11 +153,11 @@ static int g_round8(int n) { return (n + 7) & ~7; }
 /* Packed Q8_0 activation row: q[n_in] int8, dy[nbp] (the half scale as
  * float), ys[nbp] = dy * sum(q) per block, with nbp = nb rounded up to 8 and
  * zeros past nb, so tiles read the float arrays 8 at a time. */
-static size_t b32_act_size(int64_t n_in) {
+size_t kern_avx2_b32_act_size(int64_t n_in) {
     return (size_t)n_in + (size_t)((n_in / 32 + 7) / 8 * 8) * 2 * sizeof(float);
 }
 
-static void b32_act_pack(const float *x, void *dst, int64_t n_in) {
+void kern_avx2_b32_act_pack(const float *x, void *dst, int64_t n_in) {
     const int64_t nb = n_in / 32, nbp = (nb + 7) / 8 * 8;
     int8_t *q = dst;
     float *dy = (float *)(q + n_in), *ys = dy + nbp;
@@ -640,11 +640,11 @@ void kern_avx2_install_gemm(kern_ops *o) {
         quant_type type;
         kern_gemm g;
     } k_table[] = {
-        {QT_Q4_0, {b32_act_size, b32_act_pack, b32_rows_q4_0, GR, B32_MIN_T}},
-        {QT_Q4_1, {b32_act_size, b32_act_pack, b32_rows_q4_1, GR, B32_MIN_T}},
-        {QT_Q5_0, {b32_act_size, b32_act_pack, b32_rows_q5_0, GR, B32_MIN_T}},
-        {QT_Q5_1, {b32_act_size, b32_act_pack, b32_rows_q5_1, GR, B32_MIN_T}},
-        {QT_Q8_0, {b32_act_size, b32_act_pack, b32_rows_q8_0, GR, B32_MIN_T}},
+        {QT_Q4_0, {kern_avx2_b32_act_size, kern_avx2_b32_act_pack, b32_rows_q4_0, GR, B32_MIN_T}},
+        {QT_Q4_1, {kern_avx2_b32_act_size, kern_avx2_b32_act_pack, b32_rows_q4_1, GR, B32_MIN_T}},
+        {QT_Q5_0, {kern_avx2_b32_act_size, kern_avx2_b32_act_pack, b32_rows_q5_0, GR, B32_MIN_T}},
+        {QT_Q5_1, {kern_avx2_b32_act_size, kern_avx2_b32_act_pack, b32_rows_q5_1, GR, B32_MIN_T}},
+        {QT_Q8_0, {kern_avx2_b32_act_size, kern_avx2_b32_act_pack, b32_rows_q8_0, GR, B32_MIN_T}},
         {QT_Q2_K, {k_act_size, k_act_pack, k_rows_q2_K, GR, K_MIN_T}},
         {QT_Q3_K, {k_act_size, k_act_pack, k_rows_q3_K, GR, K_MIN_T}},
         {QT_Q4_K, {k_act_size, k_act_pack, k_rows_q4_K, GR, K_MIN_T}},

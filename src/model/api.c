@@ -42,7 +42,7 @@ pl_status model_load_common(const char *what, uint64_t image_bytes, const pl_mod
     m->vocab_only = p.vocab_only;
     if (!p.vocab_only) {
         m->arch = arch_find(m->arch_name);
-        if ((st = model_load_from_gguf(m))) goto fail;
+        if ((st = model_load_from_gguf(m)) || (st = model_pack(m))) goto fail;
     }
     *out = m;
     return PL_OK;

@@ -196,6 +196,7 @@ pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {
         free(A), free(B);
     }
     for (int i = 0; i < n; i++) {
+        model_unpack(m, pairs[i].w); /* its packed copy holds the old weights */
         pairs[i].w->data = merged[i].p;
         pairs[i].w->type = QT_F32;
         m->owned[m->n_owned++] = merged[i];

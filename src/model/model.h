@@ -127,6 +127,10 @@ pl_status model_mem_ctx(pl_ctx *c, const pl_ctx_params *p);
 void model_mem_ctx_release(pl_ctx *c);
 /* Options of a context as the plan sees them (threads, batch resolved). */
 void model_mem_opts(const pl_model *m, const pl_ctx_params *p, plan_opts *o);
+/* model_pack.c: the packed copies of the matrices the plan packs (after the
+ * layers are loaded); model_unpack frees one (before a matrix is replaced). */
+pl_status model_pack(pl_model *m);
+void model_unpack(pl_model *m, kern_matrix *w);
 
 /* Streaming layers (stream.c): a window of n_pinned resident layers and
  * n_slots slots the others cycle through, charged to acct. stream_take

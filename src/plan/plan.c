@@ -155,6 +155,14 @@ pl_status plan_describe(const gguf_file *f, plan_model *pm) {
         pm->layers_bytes += t->nbytes;
         if (t->n_dims >= 2 && t->ne[1] > 1) plan_add_shape(pm, t->type, t->ne[0]);
     }
+    for (uint64_t i = 0; i < f->n_tensors; i++) {
+        const gguf_tensor *t = &f->tensors[i];
+        if (t->n_dims == 2 && plan_packable_name(t->name) && kern_pack_pays(t->type, t->ne[0], t->ne[1]))
+        {
+            pm->pack_bytes += t->nbytes;
+            pm->pack_held += mem_held((size_t)t->nbytes);
+        }
+    }
     const uint64_t pg = mem_page_size();
     for (int il = 0; il < pm->n_layer; il++) {
         plan_layer *l = &pm->layers[il];
@@ -168,6 +176,22 @@ pl_status plan_describe(const gguf_file *f, plan_model *pm) {
     }
     pm->tok_bytes = plan_tok_bytes(f);
     return PL_OK;
+}
+
+bool plan_packable_name(gguf_str name) {
+    static const char *const k_suffix[] = {".attn_q.weight", ".attn_k.weight", ".attn_v.weight", ".attn_output.weight",
+                                           ".ffn_gate.weight", ".ffn_up.weight", ".ffn_down.weight"};
+    if (gguf_str_eq(name, "output.weight")) return true;
+    if (plan_layer_of(name) < 0) return false;
+    for (size_t i = 0; i < sizeof k_suffix / sizeof k_suffix[0]; i++) {
+        const size_t n = strlen(k_suffix[i]);
+        if (name.len > n && memcmp(name.ptr + name.len - n, k_suffix[i], n) == 0) return true;
+    }
+    return false;
+}
+
+bool plan_packs(const plan_model *pm, const plan_opts *o, bool stream) {
+    return o->repack && pm->pack_bytes && !stream && !o->no_mmap && !o->mlock && !o->copied_bytes;
 }
 
 /* ------------------------------------------------------------ options */
@@ -184,6 +208,7 @@ void plan_opts_from_params(const plan_model *pm, const pl_model_params *mp, cons
     o->logits_all = c.logits_all != 0;
     o->no_mmap = m.no_mmap != 0;
     o->mlock = m.mlock != 0;
+    o->repack = !m.no_repack;
     o->prefault = !c.no_prefault;
     o->stream = m.stream;
     o->stream_window_bytes = c.stream_window_bytes;
@@ -213,6 +238,14 @@ pl_status plan_ctx_layout_make(const plan_model *pm, const plan_opts *o, plan_ct
         kern_matrix w = {.type = pm->shapes[i].type, .n_in = pm->shapes[i].n_in, .n_out = 1};
         uint64_t s = kern_matmul_scratch(&w, o->n_batch);
         if (s > act) act = s;
+        /* a packed matrix of the shape converts its activations for the
+         * packed kernel: room for whichever is larger */
+        const int g = kern_pack_group_rows();
+        if (kern_pack_supported(w.type, w.n_in, g)) {
+            w.n_out = g;
+            w.packed = &w;
+            if ((s = kern_matmul_scratch(&w, o->n_batch)) > act) act = s;
+        }
     }
     const uint64_t sizes[PB_COUNT] = {
         [PB_X] = T * C * 4,          [PB_XN] = T * C * 4,        [PB_Q] = T * HD * 4,
@@ -286,7 +319,7 @@ static uint64_t plan_embd_resident(const plan_model *pm, int n_ctx) {
 }
 
 typedef struct plan_parts {
-    uint64_t resident, mapped, copied, locked, kv, scratch, tok, overhead, total, address, data;
+    uint64_t resident, mapped, copied, locked, packed, kv, scratch, tok, overhead, total, address, data;
     uint64_t stream_step;
     plan_stream st;
     bool stream;
@@ -322,6 +355,14 @@ static pl_status plan_parts_make(const plan_model *pm, const plan_opts *o, bool 
     } else {
         p->mapped = mapped_res + (stream ? 0 : pm->layers_bytes);
         p->resident = p->mapped;
+        /* packed copies stand in for their matrices' file pages, which the
+         * loader drops as it copies them: same resident bytes, now anonymous */
+        if (plan_packs(pm, o, stream)) {
+            p->packed = pm->pack_held;
+            p->mapped -= pm->pack_bytes;
+            p->copied += p->packed;
+            p->resident += p->packed - pm->pack_bytes; /* page rounding of the copies */
+        }
         /* a few copied pages (a synthesized split header, pages two chunks
          * share): beyond the header they add to what is resident */
         if (o->copied_bytes) {
@@ -430,6 +471,7 @@ pl_status plan_compute(const plan_model *pm, const plan_opts *o, const plan_limi
     out->weights_mapped = (int64_t)p.mapped;
     out->weights_copied = (int64_t)p.copied;
     out->weights_locked = (int64_t)p.locked;
+    out->weights_packed = (int64_t)p.packed;
     out->kv_bytes = (int64_t)p.kv;
     out->scratch_bytes = (int64_t)p.scratch;
     out->tokenizer_bytes = (int64_t)p.tok;

@@ -51,11 +51,17 @@ typedef struct plan_model {
     uint64_t layers_bytes;    /* tensors of blk.* */
     uint64_t tok_bytes;       /* estimate of the tokenizer and metadata tables */
     uint64_t lora_bytes;      /* f32 copies of LoRA-merged matrices (accounted anonymous memory, lora.c) */
+    uint64_t pack_bytes;      /* matrices the loader packs (kern_pack_pays) when plan_opts.repack */
+    uint64_t pack_held;       /* their copies as the allocator holds them (mem_held of each) */
     int n_shapes;
     struct { uint32_t type; int64_t n_in; } shapes[PLAN_MAX_SHAPES];
     plan_layer *layers;       /* n_layer entries (NULL for a manifest-made description) */
     uint64_t slot_bytes;      /* largest layer span, page-rounded: one streaming slot */
 } plan_model;
+
+/* Is tensor `name` a matrix the model packs when kern_pack_pays (the
+ * matmul weights of the layers, and output.weight)? */
+bool plan_packable_name(gguf_str name);
 
 /* Read the numbers from a parsed header. Fails (PL_ERR_FORMAT/UNSUPPORTED)
  * when the file is not a model pocketllm can run. Free with plan_model_clear. */
@@ -72,6 +78,7 @@ typedef struct plan_opts {
     int kv_type;                   /* pl_kv_type */
     bool logits_all;
     bool no_mmap, mlock, prefault;
+    bool repack;                   /* pack the pack_bytes matrices (when mapped in full) */
     int stream;                    /* pl_stream_mode */
     uint64_t stream_window_bytes;  /* 0 = what the budget leaves */
     uint64_t copied_bytes;         /* image bytes a loader had to copy (unaligned offsets) */
@@ -79,6 +86,9 @@ typedef struct plan_opts {
 
 /* Defaults resolved the way pl_ctx_new resolves them. */
 void plan_opts_from_params(const plan_model *pm, const pl_model_params *mp, const pl_ctx_params *cp, plan_opts *o);
+/* Whether a model loaded with these options packs its pack_bytes matrices:
+ * only when every layer stays mapped (no streaming, copying or locking). */
+bool plan_packs(const plan_model *pm, const plan_opts *o, bool stream);
 
 /* Buffers of a context, carved from two blocks (KV, scratch) in this order. */
 enum plan_buf {
