@@ -685,18 +685,20 @@ static void matmul_at_level(kern_level level) {
     }
 }
 
-/* Packed weights (kern_pack) at every level: row groups of 8, block counts
- * 1..136, token counts on both sides of the kernels' 4-token steps. */
+/* Packed weights (kern_pack) at every level: row groups of 8, 1 to 136
+ * blocks per row, token counts on both sides of the kernels' 4-token steps. */
 static void packed_at_level(kern_level level) {
     (void)level;
     static const int Ts[] = {1, 2, 3, 4, 5, 7, 9, 33};
     static const int64_t n_outs[] = {8, 16, 264};
-    static const int64_t n_ins[] = {32, 320, 4352};
     for (int i = 0; i < N_WTYPES; i++) {
         const uint32_t type = k_wtypes[i].type;
-        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0), "%s: packing support", quant_get(type)->name);
+        const int64_t blck = quant_get(type)->blck, n_ins[] = {blck, 10 * blck, 4352};
+        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0 || type == QT_Q4_K), "%s: packing support",
+              quant_get(type)->name);
         if (!kern_pack_supported(type, 256, 8)) continue;
-        CHECK(!kern_pack_supported(type, 256, 12) && !kern_pack_supported(type, 48, 8), "partial groups are refused");
+        CHECK(!kern_pack_supported(type, 256, 12) && !kern_pack_supported(type, 256 + blck / 2, 8),
+              "partial groups and blocks are refused");
         for (size_t a = 0; a < 3; a++)
             for (size_t b = 0; b < 3; b++)
                 for (size_t c = 0; c < sizeof Ts / sizeof Ts[0]; c++)

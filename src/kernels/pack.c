@@ -2,33 +2,135 @@
  * pack: row-interleaved copies of weight matrices for the matrix-vector
  * products of decode (the issue's "weight repacking at load").
  *
- * Q4_0 x8 layout: rows are taken in groups of 8; a group holds its blocks in
- * order, each block column as 144 bytes:
- *   8 x fp16    the 8 rows' scales (row 0 first),
- *   4 x 32 B    chunk k holds, for rows 0..7 in turn, the 4 quant bytes
- *               qs[4k .. 4k+3] of that row's block.
- * So one 32-byte load gives every row's 4 bytes for one slice of the block:
- * their low nibbles are levels 4k..4k+3 and the high nibbles 16+4k..16+4k+3,
- * each row in its own 32-bit lane, which a kernel multiplies by the same 4
- * activation bytes broadcast to all lanes. The 8 rows' sums land in 8 lanes
- * of one vector: no horizontal reduction, one scale conversion for 8 rows, and
- * one sequential stream instead of 8. A group has the bytes of 8 plain rows,
- * so group g starts where row 8g started and the copy has the file's size.
+ * Rows are taken in groups of 8, and a group holds its block columns in
+ * order: the 8 rows' blocks of one column rearranged into one unit of the
+ * same size, so group g starts where row 8g started and a copy has the
+ * file's size. Inside a unit, the quant bytes go in 32-byte chunks that hold
+ * 4 bytes of each row in turn (row r at 4r): one load gives every row the same
+ * 4-byte slice, each row in its own 32-bit lane, which a kernel multiplies by
+ * the matching activation bytes broadcast to all lanes, so the 8 rows' sums
+ * land in the 8 lanes of one vector: no horizontal reductions, the scales of
+ * 8 rows converted at once, one sequential stream instead of 8.
  *
- * The kernels reading it are tables of kern_gemm (kern_ops.packed): a
- * portable one here (any level can run packed weights, e.g. after
- * kern_force) and faster ones per ISA, which also set packed_pays (the level
- * where packing is worth its copy).
+ * Q4_0 unit (8 x 18 = 144 bytes):
+ *   0    8 x fp16 d
+ *   16   4 chunks: chunk k = each row's qs[4k .. 4k+3] (low nibbles are
+ *        levels 4k.., high nibbles 16+4k..)
+ * Q4_K unit (8 x 144 = 1152 bytes):
+ *   0    8 x fp16 d,   16  8 x fp16 dmin
+ *   32   64 bytes: entry i = 8s + r (sub-block s, row r) holds the low 4 bits
+ *        of scale (bits 0-3) and min (bits 4-7)
+ *   96   32 bytes: byte j holds the top 2 bits of entry j's scale (bits 0-1)
+ *        and min (2-3), and of entry j+32's scale (4-5) and min (6-7)
+ *   128  32 chunks: chunk 8p + k = each row's qs[32p + 4k .. +3] (low nibbles
+ *        are sub-block 2p levels 4k.., high nibbles sub-block 2p+1)
+ * The 6-bit scales take the same 96 bits per row as in the file, only
+ * regrouped so a kernel decodes 64 of them with a few vector operations.
+ *
+ * The kernels reading packed copies are kern_ops.packed tables: portable
+ * ones here (every level can run packed weights, e.g. after kern_force),
+ * summing exactly as the reference dots do, and faster ones per ISA, which
+ * set packed_pays (the level where packing is worth its copy).
  */
 #include "kern_impl.h"
 
+#include "../quant/quant_ref.h"
+
 #include <string.h>
 
-enum { PACK_ROWS = 8, PACK_Q4_0_BLOCK = PACK_ROWS * (int)sizeof(block_q4_0) };
-_Static_assert(sizeof(block_q4_0) == 18, "Q4_0 blocks are 18 bytes");
+enum { PACK_ROWS = 8 };
+
+typedef struct pack_desc {
+    uint32_t type;
+    int blck;      /* elements per block */
+    size_t bytes;  /* bytes per block of one row */
+    /* block b of the 8 rows src[] -> one unit; and one row's block back */
+    void (*pack)(const uint8_t *const src[PACK_ROWS], int64_t b, uint8_t *unit);
+    void (*unpack)(const uint8_t *unit, int r, uint8_t *block);
+} pack_desc;
+
+/* chunked quant bytes: n4 slices of 4 bytes per row */
+static void pack_chunks(const uint8_t *const qs[PACK_ROWS], int n4, uint8_t *out) {
+    for (int k = 0; k < n4; k++)
+        for (int r = 0; r < PACK_ROWS; r++) memcpy(out + 32 * k + 4 * r, qs[r] + 4 * k, 4);
+}
+
+static void unpack_chunks(const uint8_t *in, int n4, int r, uint8_t *qs) {
+    for (int k = 0; k < n4; k++) memcpy(qs + 4 * k, in + 32 * k + 4 * r, 4);
+}
+
+static void pack_q4_0(const uint8_t *const src[PACK_ROWS], int64_t b, uint8_t *u) {
+    const uint8_t *qs[PACK_ROWS];
+    for (int r = 0; r < PACK_ROWS; r++) {
+        const block_q4_0 *x = (const block_q4_0 *)src[r] + b;
+        memcpy(u + 2 * r, &x->d, 2);
+        qs[r] = x->qs;
+    }
+    pack_chunks(qs, 4, u + 16);
+}
+
+static void unpack_q4_0(const uint8_t *u, int r, uint8_t *block) {
+    block_q4_0 *y = (block_q4_0 *)block;
+    memcpy(&y->d, u + 2 * r, 2);
+    unpack_chunks(u + 16, 4, r, y->qs);
+}
+
+static void pack_q4_K(const uint8_t *const src[PACK_ROWS], int64_t b, uint8_t *u) {
+    const uint8_t *qs[PACK_ROWS];
+    memset(u + 96, 0, 32);
+    for (int r = 0; r < PACK_ROWS; r++) {
+        const block_q4_K *x = (const block_q4_K *)src[r] + b;
+        memcpy(u + 2 * r, &x->d, 2);
+        memcpy(u + 16 + 2 * r, &x->dmin, 2);
+        for (int s = 0; s < 8; s++) {
+            uint8_t sc, m;
+            quant_k4_get_scale_min(s, x->scales, &sc, &m);
+            const int i = 8 * s + r;
+            u[32 + i] = (uint8_t)((sc & 0xF) | (m & 0xF) << 4);
+            u[96 + i % 32] |= (uint8_t)(((sc >> 4) | (m >> 4) << 2) << (i < 32 ? 0 : 4));
+        }
+        qs[r] = x->qs;
+    }
+    pack_chunks(qs, 32, u + 128);
+}
+
+static void q4_K_unit_scale(const uint8_t *u, int s, int r, uint8_t *sc, uint8_t *m) {
+    const int i = 8 * s + r;
+    const int hi = (u[96 + i % 32] >> (i < 32 ? 0 : 4)) & 0xF;
+    *sc = (uint8_t)((u[32 + i] & 0xF) | (hi & 3) << 4);
+    *m = (uint8_t)((u[32 + i] >> 4) | (hi >> 2) << 4);
+}
+
+static void unpack_q4_K(const uint8_t *u, int r, uint8_t *block) {
+    block_q4_K *y = (block_q4_K *)block;
+    memcpy(&y->d, u + 2 * r, 2);
+    memcpy(&y->dmin, u + 16 + 2 * r, 2);
+    /* the file's 12-byte encoding (quant_k4_get_scale_min read backwards) */
+    for (int s = 0; s < 4; s++) {
+        uint8_t sc, m, sc4, m4;
+        q4_K_unit_scale(u, s, r, &sc, &m);
+        q4_K_unit_scale(u, s + 4, r, &sc4, &m4);
+        y->scales[s] = (uint8_t)(sc | (sc4 >> 4) << 6);
+        y->scales[s + 4] = (uint8_t)(m | (m4 >> 4) << 6);
+        y->scales[s + 8] = (uint8_t)((sc4 & 0xF) | (m4 & 0xF) << 4);
+    }
+    unpack_chunks(u + 128, 32, r, y->qs);
+}
+
+static const pack_desc k_packs[] = {
+    {QT_Q4_0, QK4_0, sizeof(block_q4_0), pack_q4_0, unpack_q4_0},
+    {QT_Q4_K, QK_K, sizeof(block_q4_K), pack_q4_K, unpack_q4_K},
+};
+
+static const pack_desc *pack_find(uint32_t type) {
+    for (size_t i = 0; i < sizeof k_packs / sizeof k_packs[0]; i++)
+        if (k_packs[i].type == type) return &k_packs[i];
+    return NULL;
+}
 
 bool kern_pack_supported(uint32_t type, int64_t n_in, int64_t n_out) {
-    return type == QT_Q4_0 && n_in > 0 && n_in % QK4_0 == 0 && n_out > 0 && n_out % PACK_ROWS == 0;
+    const pack_desc *p = pack_find(type);
+    return p && n_in > 0 && n_in % p->blck == 0 && n_out > 0 && n_out % PACK_ROWS == 0;
 }
 
 bool kern_pack_pays(uint32_t type, int64_t n_in, int64_t n_out) {
@@ -38,67 +140,99 @@ bool kern_pack_pays(uint32_t type, int64_t n_in, int64_t n_out) {
 int kern_pack_group_rows(void) { return PACK_ROWS; }
 
 void kern_pack(const kern_matrix *w, int64_t g0, int64_t g1, void *dst) {
-    const int64_t nb = w->n_in / QK4_0;
-    const size_t row = (size_t)nb * sizeof(block_q4_0);
+    const pack_desc *p = pack_find(w->type);
+    const int64_t nb = w->n_in / p->blck;
+    const size_t row = (size_t)nb * p->bytes;
     for (int64_t g = g0; g < g1; g++) {
-        const block_q4_0 *src[PACK_ROWS];
-        for (int r = 0; r < PACK_ROWS; r++)
-            src[r] = (const block_q4_0 *)((const uint8_t *)w->data + (size_t)(g * PACK_ROWS + r) * row);
-        uint8_t *o = (uint8_t *)dst + (size_t)g * PACK_ROWS * row;
-        for (int64_t b = 0; b < nb; b++, o += PACK_Q4_0_BLOCK) {
-            for (int r = 0; r < PACK_ROWS; r++) memcpy(o + 2 * r, &src[r][b].d, 2);
-            for (int k = 0; k < 4; k++)
-                for (int r = 0; r < PACK_ROWS; r++) memcpy(o + 16 + 32 * k + 4 * r, src[r][b].qs + 4 * k, 4);
-        }
+        const uint8_t *src[PACK_ROWS];
+        for (int r = 0; r < PACK_ROWS; r++) src[r] = (const uint8_t *)w->data + (size_t)(g * PACK_ROWS + r) * row;
+        uint8_t *u = (uint8_t *)dst + (size_t)g * PACK_ROWS * row;
+        for (int64_t b = 0; b < nb; b++, u += PACK_ROWS * p->bytes) p->pack(src, b, u);
     }
 }
 
 void kern_unpack_row(const kern_matrix *w, const void *packed, int64_t r, void *dst) {
-    const int64_t nb = w->n_in / QK4_0, g = r / PACK_ROWS;
-    const int lane = (int)(r % PACK_ROWS);
-    const uint8_t *o = (const uint8_t *)packed + (size_t)g * PACK_ROWS * (size_t)nb * sizeof(block_q4_0);
-    block_q4_0 *y = dst;
-    for (int64_t b = 0; b < nb; b++, o += PACK_Q4_0_BLOCK) {
-        memcpy(&y[b].d, o + 2 * lane, 2);
-        for (int k = 0; k < 4; k++) memcpy(y[b].qs + 4 * k, o + 16 + 32 * k + 4 * lane, 4);
-    }
+    const pack_desc *p = pack_find(w->type);
+    const int64_t nb = w->n_in / p->blck;
+    const uint8_t *u = (const uint8_t *)packed + (size_t)(r / PACK_ROWS) * PACK_ROWS * (size_t)nb * p->bytes;
+    for (int64_t b = 0; b < nb; b++, u += PACK_ROWS * p->bytes)
+        p->unpack(u, (int)(r % PACK_ROWS), (uint8_t *)dst + (size_t)b * p->bytes);
 }
 
-/* The portable kernel: Q8_0 activation rows, each packed row's dot summed
- * exactly as quant_dot_q4_0_q8_0 sums it (the same integers and the same
- * float order), so its results equal the reference dot bit for bit. */
-static size_t pack_ref_act_size(int64_t n_in) { return quant_row_size(QT_Q8_0, n_in); }
+/* ------------------------------------------------------ portable kernels */
 
-static void pack_ref_act_pack(const float *x, void *dst, int64_t n_in) { quant_get(QT_Q8_0)->from_float(x, dst, n_in); }
+/* Activations in the type's vec_dot_type, by the dispatched quantizer
+ * (byte-identical to the reference one). */
+static size_t pack_act_size_q8_0(int64_t n_in) { return quant_row_size(QT_Q8_0, n_in); }
+static void pack_act_q8_0(const float *x, void *dst, int64_t n_in) { kern_from_float(QT_Q8_0)(x, dst, n_in); }
+static size_t pack_act_size_q8_K(int64_t n_in) { return quant_row_size(QT_Q8_K, n_in); }
+static void pack_act_q8_K(const float *x, void *dst, int64_t n_in) { kern_from_float(QT_Q8_K)(x, dst, n_in); }
 
-static void pack_ref_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
-    const int64_t nb = j->n_in / QK4_0;
-    for (int64_t g = r0 / PACK_ROWS; g < (r1 + PACK_ROWS - 1) / PACK_ROWS; g++) {
+/* Rows [r0, r1) (whole groups) x all tokens, each row's dot summed exactly
+ * as the reference dot of the type sums it (the same integers, the same
+ * float order), so the results equal the reference bit for bit. */
+static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1,
+                          float (*block_dot)(const uint8_t *unit, int r, const uint8_t *yb), size_t unit_bytes,
+                          size_t act_block, int blck) {
+    const int64_t nb = j->n_in / blck;
+    for (int64_t g = r0 / PACK_ROWS; g < r1 / PACK_ROWS; g++) {
         const uint8_t *grp = j->w + (size_t)g * PACK_ROWS * j->w_row;
         for (int t = 0; t < j->T; t++) {
-            const block_q8_0 *y = (const block_q8_0 *)(j->act + (size_t)t * j->act_row);
-            float sum[PACK_ROWS] = {0};
-            const uint8_t *o = grp;
-            for (int64_t b = 0; b < nb; b++, o += PACK_Q4_0_BLOCK) {
-                for (int r = 0; r < PACK_ROWS; r++) {
-                    int isum = 0;
-                    for (int k = 0; k < 4; k++)
-                        for (int i = 0; i < 4; i++) {
-                            const uint8_t q = o[16 + 32 * k + 4 * r + i];
-                            isum += ((q & 0xF) - 8) * y[b].qs[4 * k + i];
-                            isum += ((q >> 4) - 8) * y[b].qs[16 + 4 * k + i];
-                        }
-                    pl_fp16 d;
-                    memcpy(&d, o + 2 * r, 2);
-                    sum[r] += pl_fp16_to_f32(d) * pl_fp16_to_f32(y[b].d) * (float)isum;
-                }
-            }
+            const uint8_t *y = j->act + (size_t)t * j->act_row;
             float *out = j->Y + (size_t)t * (size_t)j->ldy + g * PACK_ROWS;
-            for (int r = 0; r < PACK_ROWS; r++) out[r] = sum[r] + (j->bias ? j->bias[g * PACK_ROWS + r] : 0.0f);
+            for (int r = 0; r < PACK_ROWS; r++) {
+                float sum = 0;
+                for (int64_t b = 0; b < nb; b++) sum += block_dot(grp + (size_t)b * unit_bytes, r, y + (size_t)b * act_block);
+                out[r] = sum + (j->bias ? j->bias[g * PACK_ROWS + r] : 0.0f);
+            }
         }
     }
 }
 
+/* as quant_dot_q4_0_q8_0 */
+static float ref_block_q4_0(const uint8_t *u, int r, const uint8_t *yb) {
+    const block_q8_0 *y = (const block_q8_0 *)yb;
+    int isum = 0;
+    for (int k = 0; k < 4; k++)
+        for (int i = 0; i < 4; i++) {
+            const uint8_t q = u[16 + 32 * k + 4 * r + i];
+            isum += ((q & 0xF) - 8) * y->qs[4 * k + i];
+            isum += ((q >> 4) - 8) * y->qs[16 + 4 * k + i];
+        }
+    pl_fp16 d;
+    memcpy(&d, u + 2 * r, 2);
+    return pl_fp16_to_f32(d) * pl_fp16_to_f32(y->d) * (float)isum;
+}
+
+/* as quant_dot_q4_K_q8_K (qk_k4_combine) */
+static float ref_block_q4_K(const uint8_t *u, int r, const uint8_t *yb) {
+    const block_q8_K *y = (const block_q8_K *)yb;
+    int isum = 0, msum = 0;
+    for (int s = 0; s < 8; s++) {
+        const int p = s / 2, shift = 4 * (s % 2);
+        int sub = 0;
+        for (int k = 0; k < 8; k++)
+            for (int i = 0; i < 4; i++) sub += ((u[128 + 32 * (8 * p + k) + 4 * r + i] >> shift) & 0xF) * y->qs[32 * s + 4 * k + i];
+        uint8_t sc, m;
+        q4_K_unit_scale(u, s, r, &sc, &m);
+        isum += sub * sc;
+        msum += m * (y->bsums[2 * s] + y->bsums[2 * s + 1]);
+    }
+    pl_fp16 d, dmin;
+    memcpy(&d, u + 2 * r, 2);
+    memcpy(&dmin, u + 16 + 2 * r, 2);
+    return pl_fp16_to_f32(d) * y->d * (float)isum - pl_fp16_to_f32(dmin) * y->d * (float)msum;
+}
+
+static void pack_ref_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+    pack_ref_rows(j, r0, r1, ref_block_q4_0, PACK_ROWS * sizeof(block_q4_0), sizeof(block_q8_0), QK4_0);
+}
+
+static void pack_ref_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+    pack_ref_rows(j, r0, r1, ref_block_q4_K, PACK_ROWS * sizeof(block_q4_K), sizeof(block_q8_K), QK_K);
+}
+
 void kern_pack_install_ref(kern_ops *o) {
-    o->packed[QT_Q4_0] = (kern_gemm){pack_ref_act_size, pack_ref_act_pack, pack_ref_rows_q4_0, PACK_ROWS, 1};
+    o->packed[QT_Q4_0] = (kern_gemm){pack_act_size_q8_0, pack_act_q8_0, pack_ref_rows_q4_0, PACK_ROWS, 1};
+    o->packed[QT_Q4_K] = (kern_gemm){pack_act_size_q8_K, pack_act_q8_K, pack_ref_rows_q4_K, PACK_ROWS, 1};
 }

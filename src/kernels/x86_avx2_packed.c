@@ -1,6 +1,9 @@
 /*
- * x86_avx2_packed: AVX2 matmul on Q4_0 weights packed 8 rows at a time
- * (pack.c's x8 layout), for decode and prompts alike.
+ * x86_avx2_packed: AVX2 matmul on Q4_0 and Q4_K weights packed 8 rows at a
+ * time (pack.c's layouts), for decode and prompts alike.
+ *
+ * Q4_0 below; Q4_K further down (same scheme per 32-element sub-block, with
+ * its 6-bit scales and mins applied per row lane by madd with int16 pairs).
  *
  * Per block column of a group: one F16C conversion gives the 8 rows' scales;
  * four 32-byte loads give every row's quants, split into low and high nibbles
@@ -96,9 +99,124 @@ static void pk_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
     }
 }
 
+/* ------------------------------------------------------------- Q4_K */
+
+/* Lane r = the int16 pair (v[r], v[r]) of 8 bytes v, for madd. */
+static inline __m256i pk_dup_pairs(__m256i bcast8) {
+    const __m256i ctl = _mm256_setr_epi8(0, -1, 0, -1, 1, -1, 1, -1, 2, -1, 2, -1, 3, -1, 3, -1,
+                                         4, -1, 4, -1, 5, -1, 5, -1, 6, -1, 6, -1, 7, -1, 7, -1);
+    return _mm256_shuffle_epi8(bcast8, ctl);
+}
+
+/* Lane r = the int16 pair (a[r], b[r]) of 16 bytes a, b (both halves). */
+static inline __m256i pk_mix_pairs(__m256i bcast16) {
+    const __m256i ctl = _mm256_setr_epi8(0, -1, 8, -1, 1, -1, 9, -1, 2, -1, 10, -1, 3, -1, 11, -1,
+                                         4, -1, 12, -1, 5, -1, 13, -1, 6, -1, 14, -1, 7, -1, 15, -1);
+    return _mm256_shuffle_epi8(bcast16, ctl);
+}
+
+/* A unit's scales as madd operands: sc[s] lane r = (scale, scale) of row r,
+ * sub-block s; mp[q] lane r = (min of sub-block 2q, min of 2q + 1). */
+static inline void pk_q4_K_scales(const uint8_t *u, __m256i sc[8], __m256i mp[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), l0 = a2_load(u + 32), l1 = a2_load(u + 64), h = a2_load(u + 96);
+    /* 64 entries 8s + r as bytes: s = 0..3 in the first vector, 4..7 in the second */
+    const __m256i s0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
+    const __m256i n0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2));
+    const __m256i s1 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
+    const __m256i n1 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l1, 4), m4),
+                                       _mm256_and_si256(_mm256_srli_epi16(h, 2), _mm256_set1_epi8(0x30)));
+    sc[0] = pk_dup_pairs(_mm256_permute4x64_epi64(s0, 0x00));
+    sc[1] = pk_dup_pairs(_mm256_permute4x64_epi64(s0, 0x55));
+    sc[2] = pk_dup_pairs(_mm256_permute4x64_epi64(s0, 0xAA));
+    sc[3] = pk_dup_pairs(_mm256_permute4x64_epi64(s0, 0xFF));
+    sc[4] = pk_dup_pairs(_mm256_permute4x64_epi64(s1, 0x00));
+    sc[5] = pk_dup_pairs(_mm256_permute4x64_epi64(s1, 0x55));
+    sc[6] = pk_dup_pairs(_mm256_permute4x64_epi64(s1, 0xAA));
+    sc[7] = pk_dup_pairs(_mm256_permute4x64_epi64(s1, 0xFF));
+    mp[0] = pk_mix_pairs(_mm256_permute4x64_epi64(n0, 0x44)); /* qwords 0,1,0,1 */
+    mp[1] = pk_mix_pairs(_mm256_permute4x64_epi64(n0, 0xEE)); /* 2,3,2,3 */
+    mp[2] = pk_mix_pairs(_mm256_permute4x64_epi64(n1, 0x44));
+    mp[3] = pk_mix_pairs(_mm256_permute4x64_epi64(n1, 0xEE));
+}
+
+/* One unit against one token's Q8_K block, added to the 8 rows in acc:
+ * per sub-block pair, 8 chunk loads give both sub-blocks' levels; their
+ * int16 pair sums (8 per sub-block, |sum| <= 8 * 2 * 15 * 128) are scaled
+ * per row by madd with the scale pairs; the mins through the 16-element
+ * sums of the activations. */
+static inline __m256 pk_q4_K_unit(const uint8_t *u, const block_q8_K *y, const __m256i sc[8], const __m256i mp[4],
+                                  __m256 dw, __m256 dm, __m256 acc) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+    __m256i isum = _mm256_setzero_si256();
+    for (int p = 0; p < 4; p++) {
+        const uint8_t *c = u + 128 + 256 * p;
+        const int8_t *q8 = y->qs + 64 * p;
+        __m256i lo = _mm256_setzero_si256(), hi = lo;
+        for (int k = 0; k < 8; k++) {
+            const __m256i w = a2_load(c + 32 * k);
+            lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(_mm256_and_si256(w, m4), pk_bcast(q8 + 4 * k)));
+            hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), m4),
+                                                           pk_bcast(q8 + 32 + 4 * k)));
+        }
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(lo, sc[2 * p]));
+        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi, sc[2 * p + 1]));
+    }
+    /* sub-block sums of the activations as int16 (|sum| <= 32 * 127), pairs
+     * (2q, 2q + 1) in int32 lanes 0, 1 (low half) and 4, 5 (high half) */
+    const __m256i ys = _mm256_madd_epi16(a2_load(y->bsums), ones);
+    const __m256i ys16 = _mm256_packs_epi32(ys, ys);
+    __m256i msum = _mm256_madd_epi16(mp[0], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(0)));
+    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(1))));
+    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(4))));
+    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(5))));
+    const __m256 dy = _mm256_set1_ps(y->d);
+    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(isum), acc);
+    return _mm256_fnmadd_ps(_mm256_mul_ps(dm, dy), _mm256_cvtepi32_ps(msum), acc);
+}
+
+/* Units are decoded once per group and column and used for every token;
+ * the 8 rows' running sums of each token live in Y (bias first). */
+static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+    const int64_t nb = j->n_in / QK_K;
+    for (int64_t g = r0 / PK_ROWS; g < r1 / PK_ROWS; g++) {
+        const uint8_t *grp = j->w + (size_t)g * PK_ROWS * j->w_row;
+        const int64_t row0 = g * PK_ROWS;
+        if (j->T == 1) {
+            const block_q8_K *y = (const block_q8_K *)j->act;
+            __m256 acc = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *u = grp + (size_t)b * 8 * sizeof(block_q4_K);
+                __m256i sc[8], mp[4];
+                pk_q4_K_scales(u, sc, mp);
+                acc = pk_q4_K_unit(u, &y[b], sc, mp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u)),
+                                   _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(u + 16))), acc);
+            }
+            _mm256_storeu_ps(j->Y + row0, acc);
+            continue;
+        }
+        const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
+        for (int t = 0; t < j->T; t++) _mm256_storeu_ps(j->Y + (size_t)t * (size_t)j->ldy + row0, bias);
+        for (int64_t b = 0; b < nb; b++) {
+            const uint8_t *u = grp + (size_t)b * 8 * sizeof(block_q4_K);
+            __m256i sc[8], mp[4];
+            pk_q4_K_scales(u, sc, mp);
+            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
+            const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(u + 16)));
+            for (int t = 0; t < j->T; t++) {
+                const block_q8_K *y = (const block_q8_K *)(j->act + (size_t)t * j->act_row) + b;
+                float *out = j->Y + (size_t)t * (size_t)j->ldy + row0;
+                _mm256_storeu_ps(out, pk_q4_K_unit(u, y, sc, mp, dw, dm, _mm256_loadu_ps(out)));
+            }
+        }
+    }
+}
+
 void kern_avx2_install_packed(kern_ops *o) {
     o->packed[QT_Q4_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q4_0, PK_ROWS, 1};
     o->packed_pays[QT_Q4_0] = true;
+    o->packed[QT_Q4_K].rows = pk_rows_q4_K; /* the portable entry's Q8_K activations */
+    o->packed_pays[QT_Q4_K] = true;
 }
 
 #if defined(__clang__)
