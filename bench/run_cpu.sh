@@ -6,7 +6,9 @@
 # bytes, --reference), each measured by `pocketllm bench` (pp128, tg32) with 2
 # threads and 1 thread. llama.cpp's figures (Feb 2025, native build, 2 threads,
 # same machine class) are printed beside ours with the ratio. Files live in a
-# temporary folder (about 4 GB at peak) and are deleted at the end.
+# temporary folder (about 4 GB at peak) and are deleted at the end. With
+# LLAMA_BENCH=PATH (llama.cpp's llama-bench), llama.cpp runs the same files;
+# PL_BENCH_FILES=DIR keeps the files there and reuses them on the next run.
 # Usage: bench/run_cpu.sh [BUILD_DIR]     Figures only; nothing is asserted.
 set -eu
 B=${1:-build}
@@ -14,22 +16,49 @@ CLI=$B/pocketllm
 cd "$(dirname "$0")/.."
 vocab=../shared/models/kjv-llama-f16.gguf  # a 32000-token Llama-2 vocabulary
 [ -f "$vocab" ] || { echo "run_cpu: $vocab is needed for the 32000-token vocabulary; skipped"; exit 0; }
-tmp=$(mktemp -d "${TMPDIR:-/tmp}/pl_bench_cpu.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
-$CLI make-random -o "$tmp/f16.gguf" --vocab-from "$vocab" --type f16 >/dev/null
-for t in Q4_0 Q8_0 Q4_K_M; do
-    $CLI quantize "$tmp/f16.gguf" "$tmp/$t.gguf" "$t" --reference -q
-done
-rm -f "$tmp/f16.gguf"
+if [ -n "${PL_BENCH_FILES:-}" ]; then
+    tmp=$PL_BENCH_FILES # Q4_0.gguf Q8_0.gguf Q4_K_M.gguf from an earlier run: kept
+    mkdir -p "$tmp"
+else
+    tmp=$(mktemp -d "${TMPDIR:-/tmp}/pl_bench_cpu.XXXXXX")
+    trap 'rm -rf "$tmp"' EXIT
+fi
+if [ ! -f "$tmp/Q4_0.gguf" ] || [ ! -f "$tmp/Q8_0.gguf" ] || [ ! -f "$tmp/Q4_K_M.gguf" ]; then
+    $CLI make-random -o "$tmp/f16.gguf" --vocab-from "$vocab" --type f16 >/dev/null
+    for t in Q4_0 Q8_0 Q4_K_M; do
+        $CLI quantize "$tmp/f16.gguf" "$tmp/$t.gguf" "$t" --reference -q
+    done
+    rm -f "$tmp/f16.gguf"
+fi
 json() { sed -n "s/.*\"$2\":\([0-9.e+-]*\).*/\1/p" "$1"; }
-printf '\n%-8s | %10s %10s %6s | %10s %10s %6s | %10s %8s\n' type "pp128 t2" llama.cpp ratio "tg32 t2" llama.cpp ratio "tg32 t1" "bw t2"
+# llama.cpp's llama-bench on the same files and cores, when LLAMA_BENCH names
+# one (built beside the project: see the README's performance section).
+LB=${LLAMA_BENCH:-}
+[ -n "$LB" ] && [ ! -x "$LB" ] && { echo "run_cpu: LLAMA_BENCH=$LB is not executable; its columns are left out"; LB=; }
+llama() { # FILE THREADS -> "pp tg" tok/s
+    "$LB" -m "$1" -p 128 -n 32 -t "$2" -r 3 -o json 2>/dev/null |
+        python3 -c 'import json,sys; d=json.load(sys.stdin); print(*[next(x["avg_ts"] for x in d if (x["n_gen"]>0)==g) for g in (False,True)])'
+}
+printf '\n%-8s | %9s %9s %6s | %9s %9s %6s | %9s %9s | %8s\n' type "pp128 t2" "issue" ratio "tg32 t2" "issue" ratio \
+    "tg32 t1" "--no-rpk" "bw t2"
+[ -n "$LB" ] && printf '%-8s | %9s %9s %6s | %9s %9s %6s | %9s %9s |\n' "" "" "llama.cpp" ratio "" "llama.cpp" ratio \
+    "llama.cpp" ""
 for t in Q4_0:179:52.8 Q8_0:125:31.9 Q4_K_M:84:44.7; do
     name=${t%%:*} rest=${t#*:} ref_pp=${rest%%:*} ref_tg=${rest#*:}
     $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 2 -r 3 --json > "$tmp/t2.json"
     $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 1 -r 3 --json > "$tmp/t1.json"
+    $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 2 -r 3 --json --no-repack > "$tmp/nr.json"
     pp=$(json "$tmp/t2.json" pp_tok_s) tg=$(json "$tmp/t2.json" tg_tok_s) tg1=$(json "$tmp/t1.json" tg_tok_s)
-    bwf=$(json "$tmp/t2.json" bandwidth_fraction)
-    awk -v n="$name" -v pp="$pp" -v rpp="$ref_pp" -v tg="$tg" -v rtg="$ref_tg" -v tg1="$tg1" -v bwf="$bwf" 'BEGIN {
-        printf "%-8s | %10.1f %10.1f %5.2fx | %10.1f %10.1f %5.2fx | %10.1f %7.1f%%\n", n, pp, rpp, pp / rpp, tg, rtg, tg / rtg, tg1, 100 * bwf }'
+    nr=$(json "$tmp/nr.json" tg_tok_s) bwf=$(json "$tmp/t2.json" bandwidth_fraction)
+    awk -v n="$name" -v pp="$pp" -v rpp="$ref_pp" -v tg="$tg" -v rtg="$ref_tg" -v tg1="$tg1" -v nr="$nr" -v bwf="$bwf" 'BEGIN {
+        printf "%-8s | %9.1f %9.1f %5.2fx | %9.1f %9.1f %5.2fx | %9.1f %9.1f | %7.1f%%\n", n, pp, rpp, pp / rpp, tg, rtg, tg / rtg, tg1, nr, 100 * bwf }'
+    if [ -n "$LB" ]; then
+        read -r lpp ltg < <(llama "$tmp/$name.gguf" 2)
+        read -r _ ltg1 < <(llama "$tmp/$name.gguf" 1)
+        awk -v pp="$pp" -v lpp="$lpp" -v tg="$tg" -v ltg="$ltg" -v tg1="$tg1" -v ltg1="$ltg1" 'BEGIN {
+            printf "%-8s | %9s %9.1f %5.2fx | %9s %9.1f %5.2fx | %9.1f %9s |\n", "", "", lpp, pp / lpp, "", ltg, tg / ltg, ltg1, "" }'
+    fi
 done
-echo "(tok/s; bw t2 = weight bytes per token x tg32 over the machine's measured 2-thread read bandwidth)"
+echo "(tok/s; issue = the issue's llama.cpp figures (Feb 2025, a Zen 5 with AVX-512); llama.cpp = LLAMA_BENCH on"
+echo " these files and cores; --no-rpk = tg32 t2 with --no-repack; bw t2 = weight bytes per token x tg32 over"
+echo " the machine's measured 2-thread read bandwidth)"

@@ -694,7 +694,7 @@ static void packed_at_level(kern_level level) {
     for (int i = 0; i < N_WTYPES; i++) {
         const uint32_t type = k_wtypes[i].type;
         const int64_t blck = quant_get(type)->blck, n_ins[] = {blck, 10 * blck, 4352};
-        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0 || type == QT_Q4_K), "%s: packing support",
+        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0 || type == QT_Q8_0 || type == QT_Q4_K), "%s: packing support",
               quant_get(type)->name);
         if (!kern_pack_supported(type, 256, 8)) continue;
         CHECK(!kern_pack_supported(type, 256, 12) && !kern_pack_supported(type, 256 + blck / 2, 8),

@@ -16,6 +16,9 @@
  *   0    8 x fp16 d
  *   16   4 chunks: chunk k = each row's qs[4k .. 4k+3] (low nibbles are
  *        levels 4k.., high nibbles 16+4k..)
+ * Q8_0 unit (8 x 34 = 272 bytes):
+ *   0    8 x fp16 d
+ *   16   8 chunks: chunk k = each row's qs[4k .. 4k+3]
  * Q4_K unit (8 x 144 = 1152 bytes):
  *   0    8 x fp16 d,   16  8 x fp16 dmin
  *   32   64 bytes: entry i = 8s + r (sub-block s, row r) holds the low 4 bits
@@ -75,6 +78,22 @@ static void unpack_q4_0(const uint8_t *u, int r, uint8_t *block) {
     unpack_chunks(u + 16, 4, r, y->qs);
 }
 
+static void pack_q8_0(const uint8_t *const src[PACK_ROWS], int64_t b, uint8_t *u) {
+    const uint8_t *qs[PACK_ROWS];
+    for (int r = 0; r < PACK_ROWS; r++) {
+        const block_q8_0 *x = (const block_q8_0 *)src[r] + b;
+        memcpy(u + 2 * r, &x->d, 2);
+        qs[r] = (const uint8_t *)x->qs;
+    }
+    pack_chunks(qs, 8, u + 16);
+}
+
+static void unpack_q8_0(const uint8_t *u, int r, uint8_t *block) {
+    block_q8_0 *y = (block_q8_0 *)block;
+    memcpy(&y->d, u + 2 * r, 2);
+    unpack_chunks(u + 16, 8, r, (uint8_t *)y->qs);
+}
+
 static void pack_q4_K(const uint8_t *const src[PACK_ROWS], int64_t b, uint8_t *u) {
     const uint8_t *qs[PACK_ROWS];
     memset(u + 96, 0, 32);
@@ -119,6 +138,7 @@ static void unpack_q4_K(const uint8_t *u, int r, uint8_t *block) {
 
 static const pack_desc k_packs[] = {
     {QT_Q4_0, QK4_0, sizeof(block_q4_0), pack_q4_0, unpack_q4_0},
+    {QT_Q8_0, QK8_0, sizeof(block_q8_0), pack_q8_0, unpack_q8_0},
     {QT_Q4_K, QK_K, sizeof(block_q4_K), pack_q4_K, unpack_q4_K},
 };
 
@@ -204,6 +224,17 @@ static float ref_block_q4_0(const uint8_t *u, int r, const uint8_t *yb) {
     return pl_fp16_to_f32(d) * pl_fp16_to_f32(y->d) * (float)isum;
 }
 
+/* as quant_dot_q8_0_q8_0 */
+static float ref_block_q8_0(const uint8_t *u, int r, const uint8_t *yb) {
+    const block_q8_0 *y = (const block_q8_0 *)yb;
+    int isum = 0;
+    for (int k = 0; k < 8; k++)
+        for (int i = 0; i < 4; i++) isum += (int8_t)u[16 + 32 * k + 4 * r + i] * y->qs[4 * k + i];
+    pl_fp16 d;
+    memcpy(&d, u + 2 * r, 2);
+    return pl_fp16_to_f32(d) * pl_fp16_to_f32(y->d) * (float)isum;
+}
+
 /* as quant_dot_q4_K_q8_K (qk_k4_combine) */
 static float ref_block_q4_K(const uint8_t *u, int r, const uint8_t *yb) {
     const block_q8_K *y = (const block_q8_K *)yb;
@@ -228,11 +259,16 @@ static void pack_ref_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
     pack_ref_rows(j, r0, r1, ref_block_q4_0, PACK_ROWS * sizeof(block_q4_0), sizeof(block_q8_0), QK4_0);
 }
 
+static void pack_ref_rows_q8_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+    pack_ref_rows(j, r0, r1, ref_block_q8_0, PACK_ROWS * sizeof(block_q8_0), sizeof(block_q8_0), QK8_0);
+}
+
 static void pack_ref_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
     pack_ref_rows(j, r0, r1, ref_block_q4_K, PACK_ROWS * sizeof(block_q4_K), sizeof(block_q8_K), QK_K);
 }
 
 void kern_pack_install_ref(kern_ops *o) {
     o->packed[QT_Q4_0] = (kern_gemm){pack_act_size_q8_0, pack_act_q8_0, pack_ref_rows_q4_0, PACK_ROWS, 1};
+    o->packed[QT_Q8_0] = (kern_gemm){pack_act_size_q8_0, pack_act_q8_0, pack_ref_rows_q8_0, PACK_ROWS, 1};
     o->packed[QT_Q4_K] = (kern_gemm){pack_act_size_q8_K, pack_act_q8_K, pack_ref_rows_q4_K, PACK_ROWS, 1};
 }
