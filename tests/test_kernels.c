@@ -689,7 +689,7 @@ static void matmul_at_level(kern_level level) {
  * blocks per row, token counts on both sides of the kernels' 4-token steps. */
 static void packed_at_level(kern_level level) {
     (void)level;
-    static const int Ts[] = {1, 2, 3, 4, 5, 7, 9, 33};
+    static const int Ts[] = {1, 2, 3, 4, 5, 7, 9, 16, 33};
     static const int64_t n_outs[] = {8, 16, 264};
     for (int i = 0; i < N_WTYPES; i++) {
         const uint32_t type = k_wtypes[i].type;
@@ -699,11 +699,18 @@ static void packed_at_level(kern_level level) {
         if (!kern_pack_supported(type, 256, 8)) continue;
         CHECK(!kern_pack_supported(type, 256, 12) && !kern_pack_supported(type, 256 + blck / 2, 8),
               "partial groups and blocks are refused");
-        for (size_t a = 0; a < 3; a++)
-            for (size_t b = 0; b < 3; b++)
-                for (size_t c = 0; c < sizeof Ts / sizeof Ts[0]; c++)
-                    check_matmul_as(&k_wtypes[i], g_pools[(a + b + c) & 1], n_ins[a], n_outs[b], Ts[c],
-                                    (int)((b + c) & 1), 1);
+        /* prompts of packed weights both ways: the packed kernel, and the
+         * tiled one fed with unpacked rows (where the level has tiles) */
+        for (int tiles = 0; tiles < 2; tiles++) {
+            kern_packed_tiles_force(tiles);
+            for (size_t a = 0; a < 3; a++)
+                for (size_t b = 0; b < 3; b++)
+                    for (size_t c = 0; c < sizeof Ts / sizeof Ts[0]; c++)
+                        if (!tiles || Ts[c] >= KERN_PACKED_TILE_MIN_T)
+                            check_matmul_as(&k_wtypes[i], g_pools[(a + b + c) & 1], n_ins[a], n_outs[b], Ts[c],
+                                            (int)((b + c) & 1), 1);
+        }
+        kern_packed_tiles_force(-1);
     }
 }
 

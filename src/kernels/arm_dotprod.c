@@ -8,7 +8,8 @@
  * run only where the kernel's hwcaps report SDOT, so the rest of the binary
  * stays baseline armv8-a. Float kernels and quantizers come from the level
  * below unchanged. Prompt batches get arm_tiles.h's tiled matmul over SDOT,
- * or where the CPU also has i8mm, its SMMLA instance (arm_i8mm.c).
+ * or where the CPU also has i8mm, its SMMLA instance (arm_i8mm.c); weights
+ * packed at load (pack.c) get arm_packed.h's kernels.
  */
 #if defined(__aarch64__)
 
@@ -23,11 +24,13 @@
 #include "arm_dots.h"
 #define AT_SMMLA 0
 #include "arm_tiles.h"
+#include "arm_packed.h"
 
 void kern_dotprod_install(kern_ops *o) {
     ad_install_int_dots(o);
     at_install_gemm(o); /* SDOT tiles, replaced by SMMLA ones where i8mm exists */
     if (kern_cpu_features()->i8mm) kern_i8mm_install_gemm(o);
+    ap_install_packed(o); /* pack.c's Q4_0 and Q4_K layouts */
 }
 
 #else

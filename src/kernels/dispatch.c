@@ -110,6 +110,15 @@ kern_level kern_force(kern_level level) {
     return g_table.level;
 }
 
+void kern_packed_tiles_force(int on) {
+    kern_ops_init();
+    const kern_level level = g_table.level;
+    kern_ops def;
+    dispatch_fill(&def, level);
+    for (uint32_t t = 0; t < QT_COUNT; t++)
+        g_table.packed_tiles[t] = on < 0 ? def.packed_tiles[t] : (on && g_table.gemm[t].rows && g_table.packed[t].rows);
+}
+
 kern_level kern_level_get(void) { return kern_ops_get()->level; }
 
 const char *kern_level_name(void) { return k_levels[kern_ops_get()->level].name; }

@@ -59,6 +59,9 @@ typedef struct kern_ops {
      * level can run them, packed_pays marks where packing is worth its copy */
     kern_gemm packed[QT_COUNT];
     bool packed_pays[QT_COUNT];
+    /* from KERN_PACKED_TILE_MIN_T tokens, packed weights go through gemm[]
+     * (rows unpacked per tile), where the level's tiles beat its packed kernel */
+    bool packed_tiles[QT_COUNT];
     void (*rmsnorm)(float *y, const float *x, const float *w, int n, float eps);
     void (*softmax)(float *x, int n);
     void (*silu_mul)(float *h, const float *g, const float *u, int n);

@@ -50,6 +50,9 @@ int kern_level_from_name(const char *name);
  * runs kernels, and kern_matmul_scratch sizes hold for the level in use, so
  * size scratch after switching. */
 kern_level kern_force(kern_level level);
+/* For tests: route prompts of packed weights through the tiled kernels (1),
+ * through the packed ones (0), or as the level chooses (-1). Same caveats. */
+void kern_packed_tiles_force(int on);
 
 /* The dispatched row functions of a type, falling back to the scalar
  * references: from_float is never NULL for a type quant_get knows, vec_dot
@@ -71,6 +74,9 @@ typedef struct kern_matrix {
  * kern_pack_pays: supported, and the level in use has a kernel for which
  * the copy pays (the loader packs only then). */
 bool kern_pack_supported(uint32_t type, int64_t n_in, int64_t n_out);
+/* From this many tokens a packed matrix's product goes through the level's
+ * tiled kernel (rows unpacked 8 at a time), below it through the packed one. */
+#define KERN_PACKED_TILE_MIN_T 16
 bool kern_pack_pays(uint32_t type, int64_t n_in, int64_t n_out);
 int kern_pack_group_rows(void);
 /* Packs row groups [g0, g1) of w->data into dst, a buffer of the matrix's

@@ -10,8 +10,12 @@
  *  - tiled (prompt processing): activations are packed once into the tiled
  *    kernel's layout and the kernel computes blocks of rows x tokens, so each
  *    weight block is unpacked once per tile and reused across tokens;
- *  - packed weights (kern_pack's row-interleaved copy, any T): the same
- *    scheme with the packed layout's kernels (kern_ops.packed).
+ *  - packed weights (kern_pack's row-interleaved copy): the packed layout's
+ *    kernels (kern_ops.packed), except from KERN_PACKED_TILE_MIN_T tokens
+ *    on levels whose tiles beat them (kern_ops.packed_tiles), where each
+ *    tile's rows are unpacked into a stack buffer and fed
+ *    to it, so prompts run as fast as with the file's layout (the unpacking
+ *    is one pass over the weights per call, against T passes of compute).
  * Threads claim chunks of rows (whole tiles) through pool_for, so a thread
  * that runs slower (a busy core) simply takes fewer chunks; there are several
  * chunks per thread. Products too small to repay a pool wake-up
@@ -32,7 +36,20 @@ enum {
     MATMUL_DOT4_MAX_IN = 1024
 };
 
+/* stack bytes for the rows of one tile unpacked (plan_overhead_bytes counts
+ * 128 KiB of touched stack per thread: this and a tile's panel) */
+enum { MATMUL_UNPACK_MAX = 48 * 1024 };
+
+/* Packed weights through the tiled kernel (one unpacked group at a time)? */
+static bool matmul_unpacks(const kern_ops *o, const kern_matrix *w, int T) {
+    const kern_gemm *g = &o->gemm[w->type];
+    const int rows = kern_pack_group_rows();
+    return w->packed && o->packed_tiles[w->type] && T >= KERN_PACKED_TILE_MIN_T && g->rows && T >= g->min_T && rows % g->row_tile == 0 &&
+           (size_t)g->row_tile * quant_row_size(w->type, w->n_in) <= MATMUL_UNPACK_MAX;
+}
+
 static const kern_gemm *matmul_gemm(const kern_ops *o, const kern_matrix *w, int T) {
+    if (matmul_unpacks(o, w, T)) return &o->gemm[w->type];
     if (w->packed) return &o->packed[w->type]; /* every level has one for each packed type */
     if (w->type >= QT_COUNT || !o->gemm[w->type].rows || T < o->gemm[w->type].min_T) return NULL;
     return &o->gemm[w->type];
@@ -62,6 +79,7 @@ typedef struct matmul_job {
     size_t act_row;     /* bytes per converted row */
     uint8_t *scratch_w;
     int64_t chunk_rows; /* rows per claimed chunk (a multiple of the tile) */
+    bool unpack;        /* packed weights fed to the tiled kernel group by group */
 } matmul_job;
 
 /* activation rows [t0, t1) */
@@ -106,7 +124,20 @@ static void matmul_tiles(void *arg, int64_t r0, int64_t r1, int thread) {
     const kern_gemm_job gj = {.w = j->w->packed ? j->w->packed : j->w->data, .w_row = quant_row_size(j->w->type, j->w->n_in),
                               .n_in = j->w->n_in, .act = j->act, .act_row = j->act_row, .T = j->T,
                               .Y = j->Y, .ldy = j->ldy, .bias = j->bias};
-    j->gemm->rows(&gj, r0, r1);
+    if (!j->unpack) {
+        j->gemm->rows(&gj, r0, r1);
+        return;
+    }
+    _Alignas(64) uint8_t rows[MATMUL_UNPACK_MAX];
+    const int n = j->gemm->row_tile; /* divides the packed groups' 8 rows */
+    for (int64_t g0 = r0; g0 < r1; g0 += n) {
+        for (int r = 0; r < n; r++) kern_unpack_row(j->w, j->w->packed, g0 + r, rows + (size_t)r * gj.w_row);
+        kern_gemm_job gg = gj;
+        gg.w = rows;
+        gg.Y = j->Y + g0;
+        gg.bias = j->bias ? j->bias + g0 : NULL;
+        j->gemm->rows(&gg, 0, n);
+    }
 }
 
 /* Runs fn over n items in chunks on the pool, or on the calling thread alone
@@ -124,12 +155,13 @@ void kern_matmul(pl_pool *pool, const kern_matrix *w, const float *X, int ldx, i
                     .Y = Y, .ldy = ldy, .bias = bias, .scratch_w = scratch};
     if (w->n_in <= MATMUL_DOT4_MAX_IN) j.vec_dot4 = o->vec_dot4[w->type];
     j.gemm = matmul_gemm(o, w, T);
+    j.unpack = matmul_unpacks(o, w, T);
     const int nth = pool_size(pool);
     const double macs = (double)w->n_in * (double)w->n_out * T;
     const bool alone = nth == 1 || macs < MATMUL_PARALLEL_MACS;
     const bool convert_alone = alone || T == 1 || (double)T * (double)w->n_in < MATMUL_INLINE_CONVERT;
     /* chunks: whole tiles, about MATMUL_CHUNKS_PER_THREAD per thread */
-    const int64_t tile = j.gemm ? j.gemm->row_tile : j.vec_dot4 ? 4 : 1;
+    const int64_t tile = j.unpack ? kern_pack_group_rows() : j.gemm ? j.gemm->row_tile : j.vec_dot4 ? 4 : 1;
     const int64_t per = (w->n_out + (int64_t)nth * MATMUL_CHUNKS_PER_THREAD - 1) / ((int64_t)nth * MATMUL_CHUNKS_PER_THREAD);
     j.chunk_rows = alone ? w->n_out : (per + tile - 1) / tile * tile;
     if (j.chunk_rows < 1) j.chunk_rows = 1;

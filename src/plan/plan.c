@@ -239,12 +239,15 @@ pl_status plan_ctx_layout_make(const plan_model *pm, const plan_opts *o, plan_ct
         uint64_t s = kern_matmul_scratch(&w, o->n_batch);
         if (s > act) act = s;
         /* a packed matrix of the shape converts its activations for the
-         * packed kernel: room for whichever is larger */
+         * packed kernel below KERN_PACKED_TILE_MIN_T tokens and for the tiled
+         * one from there: room for whichever is larger */
         const int g = kern_pack_group_rows();
         if (kern_pack_supported(w.type, w.n_in, g)) {
             w.n_out = g;
             w.packed = &w;
+            const int below = o->n_batch < KERN_PACKED_TILE_MIN_T ? o->n_batch : KERN_PACKED_TILE_MIN_T - 1;
             if ((s = kern_matmul_scratch(&w, o->n_batch)) > act) act = s;
+            if ((s = kern_matmul_scratch(&w, below)) > act) act = s;
         }
     }
     const uint64_t sizes[PB_COUNT] = {
@@ -304,7 +307,7 @@ uint64_t plan_overhead_bytes(int n_threads) {
     /* code and data of the engine and libc, stdio buffers and the f16 table
      * (measured on x86-64 Linux: tests/test_plan.c checks the total), plus
      * the touched part of each worker's stack */
-    return 6u * 1024 * 1024 + (uint64_t)(n_threads > 0 ? n_threads : 1) * 64 * 1024;
+    return 6u * 1024 * 1024 + (uint64_t)(n_threads > 0 ? n_threads : 1) * 128 * 1024;
 }
 
 /* Resident bytes of an untied embedding after n_ctx positions: at most one
