@@ -14,6 +14,7 @@
  * Tolerances are stated where they are checked.
  */
 #include "test.h"
+#include "kv_expect.h"
 
 #include "core/alloc.h"
 #include "gguf/gguf.h"
@@ -63,18 +64,8 @@ static void test_plan_is_allocation(void) {
               (long long)d.scratch_bytes, (long long)p.kv_bytes, (long long)p.scratch_bytes);
         CHECK(p.kv_type == kt, "plan kv_type %d", p.kv_type);
         kv_of[kt] = p.kv_bytes_per_token;
-        /* from the file's own numbers: 2 (K, V) x layers x positions x kv heads x head dim values,
-         * 2 bytes each for f16, 34 per 32 for q8_0 */
-        gguf_file *g;
-        REQUIRE(gguf_open(path, &g) == PL_OK, "%s", pl_last_error());
-        uint32_t L = 0, H = 0, G = 0, C = 0;
-        gguf_get_u32(g, "llama.block_count", &L);
-        gguf_get_u32(g, "llama.attention.head_count", &H);
-        gguf_get_u32(g, "llama.attention.head_count_kv", &G);
-        gguf_get_u32(g, "llama.embedding_length", &C);
-        gguf_close(g);
-        const int64_t values = 2ll * L * 300 * G * (C / H);
-        const int64_t kv = kt == PL_KV_F16 ? values * 2 : values / 32 * 34;
+        const int64_t kv = kv_bytes_from_file(path, 300, kt); /* from the file's own numbers */
+        REQUIRE(kv > 0, "%s: no KV numbers", path);
         CHECK(p.kv_bytes == (int64_t)mem_held((size_t)kv) && p.kv_bytes_per_token * 300 == kv, "kv %lld vs %lld",
               (long long)p.kv_bytes, (long long)kv);
         CHECK(pl_ctx_memory_bytes(c) >= (uint64_t)kv && pl_ctx_memory_bytes(c) < (uint64_t)(kv + p.scratch_bytes + 65536),

@@ -18,6 +18,7 @@
  *  - the allocator's limits, peaks, snapshots and reuse cache.
  */
 #include "test.h"
+#include "kv_expect.h"
 
 #include "core/alloc.h"
 #include "gguf/gguf.h"
@@ -507,16 +508,8 @@ static void test_ctx_blocks_are_the_plan(void) {
     pl_memory_delta(&s0, &s1, &d);
     CHECK(d.kv_bytes == p.kv_bytes && d.scratch_bytes == p.scratch_bytes, "allocated kv %lld scratch %lld, plan %lld %lld",
           (long long)d.kv_bytes, (long long)d.scratch_bytes, (long long)p.kv_bytes, (long long)p.scratch_bytes);
-    /* the KV cache from the file's own numbers: 2 (K, V) x layers x positions x kv heads x head dim x 2 bytes */
-    gguf_file *g;
-    REQUIRE(gguf_open(path, &g) == PL_OK, "%s", pl_last_error());
-    uint32_t L = 0, H = 0, G = 0, C = 0;
-    gguf_get_u32(g, "llama.block_count", &L);
-    gguf_get_u32(g, "llama.attention.head_count", &H);
-    gguf_get_u32(g, "llama.attention.head_count_kv", &G);
-    gguf_get_u32(g, "llama.embedding_length", &C);
-    gguf_close(g);
-    const int64_t kv = 2ll * L * 300 * G * (C / H) * 2;
+    const int64_t kv = kv_bytes_from_file(path, 300, PL_KV_F16); /* from the file's own numbers */
+    REQUIRE(kv > 0, "%s: no KV numbers", path);
     CHECK(p.kv_bytes == (int64_t)mem_held((size_t)kv) && p.kv_bytes_per_token * 300 == kv, "kv %lld vs %lld",
           (long long)p.kv_bytes, (long long)kv);
     CHECK(d.rss_bytes >= (p.kv_bytes + p.scratch_bytes) * 9 / 10, "KV and scratch are touched up front: RSS +%lld",
