@@ -13,10 +13,15 @@
  */
 #include "model.h"
 
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdlib.h>
 #include <sys/mman.h>
 
-enum { PACK_SLICE_BYTES = 1 << 20 }; /* source bytes per slice between page drops */
+enum {
+    PACK_SLICE_BYTES = 1 << 20, /* source bytes per slice between page drops */
+    PACK_THREADS = 4            /* at most, for the copying at load */
+};
 
 /* Drop whole pages of [lo, hi) from the resident set (advisory: a refusal
  * only leaves them resident). */
@@ -26,15 +31,10 @@ static void pack_drop(const uint8_t *lo, const uint8_t *hi) {
     if (b > a) (void)madvise((void *)a, b - a, MADV_DONTNEED);
 }
 
-static pl_status pack_matrix(pl_model *m, kern_matrix *w, const char *what) {
-    const size_t bytes = quant_row_size(w->type, w->n_in) * (size_t)w->n_out;
-    model_owned *owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + 1));
-    if (!owned) return pl_fail(PL_ERR_NOMEM, "out of memory");
-    m->owned = owned;
-    void *dst = NULL;
-    pl_status st = mem_alloc(&m->acct, MEM_WEIGHTS, bytes, false, what, &dst);
-    if (st) return st;
-    m->owned[m->n_owned++] = (model_owned){dst, bytes};
+/* Pack w into dst (its accounted copy) a slice at a time, dropping each
+ * slice's source pages once packed. */
+static void pack_matrix(kern_matrix *w, void *dst) {
+    const uintptr_t pg = (uintptr_t)mem_page_size();
     const int rows = kern_pack_group_rows();
     const size_t group_bytes = quant_row_size(w->type, w->n_in) * (size_t)rows;
     const int64_t n_groups = w->n_out / rows;
@@ -44,14 +44,28 @@ static pl_status pack_matrix(pl_model *m, kern_matrix *w, const char *what) {
     for (int64_t g = 0; g < n_groups; g += step) {
         const int64_t g1 = g + step < n_groups ? g + step : n_groups;
         kern_pack(w, g, g1, dst);
-        /* from where the last drop ended: the page a slice boundary splits goes too */
+        /* from the page boundary below the last drop's end: the page a slice
+         * boundary splits goes with the next slice */
         const uint8_t *end = src + (size_t)g1 * group_bytes;
         pack_drop(dropped, end);
-        dropped = src + ((uintptr_t)end - (uintptr_t)src) / mem_page_size() * mem_page_size();
+        dropped = (const uint8_t *)((uintptr_t)end / pg * pg);
         if (dropped < src) dropped = src;
     }
     w->packed = dst;
-    return PL_OK;
+}
+
+typedef struct pack_job {
+    kern_matrix **ws; /* matrices to pack, with their copies */
+    void **dst;
+    int n;
+    atomic_int next;
+} pack_job;
+
+/* Each thread (the loader's too) claims whole matrices. */
+static void *pack_worker(void *arg) {
+    pack_job *j = arg;
+    for (int i; (i = atomic_fetch_add(&j->next, 1)) < j->n;) pack_matrix(j->ws[i], j->dst[i]);
+    return NULL;
 }
 
 /* The matrices a model may pack: the layers' seven and an untied output
@@ -72,13 +86,43 @@ pl_status model_pack(pl_model *m) {
     const pl_ctx_params cp = pl_ctx_default_params();
     model_mem_opts(m, &cp, &o);
     if (!plan_packs(&m->pm, &o, m->streaming)) return PL_OK;
-    kern_matrix **ws = malloc(sizeof *ws * (size_t)(7 * m->hp.n_layer + 1));
-    if (!ws) return pl_fail(PL_ERR_NOMEM, "out of memory");
+    const int cap = 7 * m->hp.n_layer + 1;
+    kern_matrix **ws = malloc(sizeof *ws * (size_t)cap), **todo = malloc(sizeof *todo * (size_t)cap);
+    void **dst = malloc(sizeof *dst * (size_t)cap);
+    model_owned *owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + cap));
+    if (owned) m->owned = owned;
+    if (!ws || !todo || !dst || !owned) {
+        free(ws), free(todo), free(dst);
+        return pl_fail(PL_ERR_NOMEM, "out of memory");
+    }
+    /* every copy allocated (and charged) first, on this thread */
     const int n = pack_candidates(m, ws);
     pl_status st = PL_OK;
-    for (int i = 0; i < n && !st; i++)
-        if (kern_pack_pays(ws[i]->type, ws[i]->n_in, ws[i]->n_out))
-            st = pack_matrix(m, ws[i], ws[i] == &m->output ? "a repacked output matrix" : "a repacked layer matrix");
+    pack_job job = {.ws = todo, .dst = dst};
+    atomic_init(&job.next, 0);
+    for (int i = 0; i < n && !st; i++) {
+        kern_matrix *w = ws[i];
+        if (!kern_pack_pays(w->type, w->n_in, w->n_out)) continue;
+        const size_t bytes = quant_row_size(w->type, w->n_in) * (size_t)w->n_out;
+        if ((st = mem_alloc(&m->acct, MEM_WEIGHTS, bytes, false,
+                            w == &m->output ? "a repacked output matrix" : "a repacked layer matrix", &dst[job.n])))
+            break;
+        m->owned[m->n_owned++] = (model_owned){dst[job.n], bytes};
+        todo[job.n++] = w;
+    }
+    /* then packed by up to PACK_THREADS threads: copying 0.6 GB is ~1 s on
+     * one core of this project's VM */
+    if (!st) {
+        pthread_t th[PACK_THREADS];
+        int started = 0, want = pl_cpu_count();
+        if (want > PACK_THREADS) want = PACK_THREADS;
+        while (started + 1 < want && started + 1 < job.n && pthread_create(&th[started], NULL, pack_worker, &job) == 0)
+            started++;
+        pack_worker(&job);
+        for (int i = 0; i < started; i++) pthread_join(th[i], NULL);
+    }
+    free(todo);
+    free(dst);
     /* The kernel maps cached file pages around each fault (fault-around,
      * large folios), so reading one matrix maps pages of its neighbours that
      * were already dropped: one last pass drops every packed matrix's pages
