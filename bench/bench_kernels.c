@@ -8,7 +8,8 @@
  * Usage: bench_kernels [TYPE ...]   e.g. bench_kernels q4_0 q4_K  (default:
  * every type). PL_BENCH_MS sets the minimum time per figure (default 200);
  * PL_BENCH_LEVELS=avx2,avx512 limits the kernel levels (default: all the CPU
- * has), PL_BENCH_T=1,4,128 the token counts (default 1,128).
+ * has), PL_BENCH_T=1,4,128 the token counts (default 1,128). Types with a
+ * packed layout (kern_pack) are measured in both layouts.
  * The scalar level's T = 128 figure is taken on the smaller shape only: it
  * runs the same row dots as T = 1, and takes seconds per call on the larger.
  */
@@ -90,8 +91,8 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < max_in * max_T; i++) X[i] = rnd_gauss(&seed);
 
     printf("cpu level %s; min %.0f ms per figure\n", kern_level_name(), min_ms);
-    printf("%-5s %-6s %-11s %4s %3s %9s %9s %9s\n", "type", "level", "n_in x n_out", "T", "thr", "ms/call", "GB/s",
-           "GFLOP/s");
+    printf("%-5s %-6s %-6s %-11s %4s %3s %9s %9s %9s\n", "type", "layout", "level", "n_in x n_out", "T", "thr", "ms/call",
+           "GB/s", "GFLOP/s");
     for (size_t ti = 0; ti < sizeof k_types / sizeof k_types[0]; ti++) {
         const uint32_t type = k_types[ti];
         if (!wanted(type, argc, argv)) continue;
@@ -99,9 +100,18 @@ int main(int argc, char **argv) {
         for (size_t si = 0; si < sizeof k_shapes / sizeof k_shapes[0]; si++) {
             const int64_t n_in = k_shapes[si][0], n_out = k_shapes[si][1];
             tr->from_float(wf, W, n_in * n_out);
-            const kern_matrix m = {.data = W, .type = type, .n_in = n_in, .n_out = n_out};
             const double wbytes = (double)quant_row_size(type, n_in) * (double)n_out;
+            /* the file's rows, and where the type has one, the loader's packed copy */
+            void *P = kern_pack_supported(type, n_in, n_out) ? malloc((size_t)wbytes) : NULL;
+            kern_matrix mats[2] = {{.data = W, .type = type, .n_in = n_in, .n_out = n_out}};
+            if (P) {
+                mats[1] = mats[0];
+                kern_pack(&mats[0], 0, n_out / kern_pack_group_rows(), P);
+                mats[1].packed = P;
+            }
+            for (int lay = 0; lay < (P ? 2 : 1); lay++)
             for (int lv = KERN_SCALAR; lv <= (int)kern_cpu_level(); lv++) {
+                const kern_matrix m = mats[lay];
                 const kern_level level = kern_force((kern_level)lv);
                 if ((int)level != lv) continue; /* no kernels of its own at this level */
                 if (!in_list(levels, kern_level_name())) continue;
@@ -120,7 +130,8 @@ int main(int argc, char **argv) {
                             reps++;
                         } while ((ms = pl_time_ms() - t0) < min_ms);
                         const double per = ms / reps;
-                        printf("%-5s %-6s %5lldx%-5lld %4d %3d %9.3f %9.2f %9.2f\n", tr->name, kern_level_name(),
+                        printf("%-5s %-6s %-6s %5lldx%-5lld %4d %3d %9.3f %9.2f %9.2f\n", tr->name,
+                               lay ? "packed" : "rows", kern_level_name(),
                                (long long)n_in, (long long)n_out, T, th + 1, per, wbytes / (per * 1e6),
                                2.0 * (double)n_in * (double)n_out * T / (per * 1e6));
                         fflush(stdout);
@@ -128,6 +139,7 @@ int main(int argc, char **argv) {
                     free(scratch);
                 }
             }
+            free(P);
         }
     }
     pool_free(pools[0]);
