@@ -13,9 +13,9 @@
  *  - packed weights (kern_pack's row-interleaved copy): the packed layout's
  *    kernels (kern_ops.packed), except from KERN_PACKED_TILE_MIN_T tokens
  *    on levels whose tiles beat them (kern_ops.packed_tiles), where each
- *    tile's rows are unpacked into a stack buffer and fed
- *    to it, so prompts run as fast as with the file's layout (the unpacking
- *    is one pass over the weights per call, against T passes of compute).
+ *    tile's rows are unpacked into a stack buffer and fed to the tiles, so
+ *    prompts run as fast as with the file's layout (the unpacking is one
+ *    pass over the weights per call, against T passes of compute).
  * Threads claim chunks of rows (whole tiles) through pool_for, so a thread
  * that runs slower (a busy core) simply takes fewer chunks; there are several
  * chunks per thread. Products too small to repay a pool wake-up
@@ -40,11 +40,11 @@ enum {
  * 128 KiB of touched stack per thread: this and a tile's panel) */
 enum { MATMUL_UNPACK_MAX = 48 * 1024 };
 
-/* Packed weights through the tiled kernel (one unpacked group at a time)? */
+/* Packed weights through the tiled kernel (one tile's rows unpacked at a time)? */
 static bool matmul_unpacks(const kern_ops *o, const kern_matrix *w, int T) {
+    if (!w->packed || !o->packed_tiles[w->type] || T < KERN_PACKED_TILE_MIN_T) return false;
     const kern_gemm *g = &o->gemm[w->type];
-    const int rows = kern_pack_group_rows();
-    return w->packed && o->packed_tiles[w->type] && T >= KERN_PACKED_TILE_MIN_T && g->rows && T >= g->min_T && rows % g->row_tile == 0 &&
+    return g->rows && T >= g->min_T && kern_pack_group_rows() % g->row_tile == 0 &&
            (size_t)g->row_tile * quant_row_size(w->type, w->n_in) <= MATMUL_UNPACK_MAX;
 }
 
@@ -79,7 +79,7 @@ typedef struct matmul_job {
     size_t act_row;     /* bytes per converted row */
     uint8_t *scratch_w;
     int64_t chunk_rows; /* rows per claimed chunk (a multiple of the tile) */
-    bool unpack;        /* packed weights fed to the tiled kernel group by group */
+    bool unpack;        /* packed weights fed to the tiled kernel a tile's rows at a time */
 } matmul_job;
 
 /* activation rows [t0, t1) */
@@ -121,7 +121,8 @@ static void matmul_rows(void *arg, int64_t r0, int64_t r1, int thread) {
 static void matmul_tiles(void *arg, int64_t r0, int64_t r1, int thread) {
     matmul_job *j = arg;
     (void)thread;
-    const kern_gemm_job gj = {.w = j->w->packed ? j->w->packed : j->w->data, .w_row = quant_row_size(j->w->type, j->w->n_in),
+    const kern_gemm_job gj = {.w = j->w->packed ? j->w->packed : j->w->data,
+                              .w_row = quant_row_size(j->w->type, j->w->n_in),
                               .n_in = j->w->n_in, .act = j->act, .act_row = j->act_row, .T = j->T,
                               .Y = j->Y, .ldy = j->ldy, .bias = j->bias};
     if (!j->unpack) {

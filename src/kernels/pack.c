@@ -202,7 +202,8 @@ static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1,
             float *out = j->Y + (size_t)t * (size_t)j->ldy + g * PACK_ROWS;
             for (int r = 0; r < PACK_ROWS; r++) {
                 float sum = 0;
-                for (int64_t b = 0; b < nb; b++) sum += block_dot(grp + (size_t)b * unit_bytes, r, y + (size_t)b * act_block);
+                for (int64_t b = 0; b < nb; b++)
+                    sum += block_dot(grp + (size_t)b * unit_bytes, r, y + (size_t)b * act_block);
                 out[r] = sum + (j->bias ? j->bias[g * PACK_ROWS + r] : 0.0f);
             }
         }
@@ -243,7 +244,8 @@ static float ref_block_q4_K(const uint8_t *u, int r, const uint8_t *yb) {
         const int p = s / 2, shift = 4 * (s % 2);
         int sub = 0;
         for (int k = 0; k < 8; k++)
-            for (int i = 0; i < 4; i++) sub += ((u[128 + 32 * (8 * p + k) + 4 * r + i] >> shift) & 0xF) * y->qs[32 * s + 4 * k + i];
+            for (int i = 0; i < 4; i++)
+                sub += ((u[128 + 32 * (8 * p + k) + 4 * r + i] >> shift) & 0xF) * y->qs[32 * s + 4 * k + i];
         uint8_t sc, m;
         q4_K_unit_scale(u, s, r, &sc, &m);
         isum += sub * sc;

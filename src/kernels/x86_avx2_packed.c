@@ -120,7 +120,8 @@ static inline __m256i pk_mix_pairs(__m256i bcast16) {
 static inline void pk_q4_K_scales(const uint8_t *u, __m256i sc[8], __m256i mp[4]) {
     const __m256i m4 = _mm256_set1_epi8(0xF), l0 = a2_load(u + 32), l1 = a2_load(u + 64), h = a2_load(u + 96);
     /* 64 entries 8s + r as bytes: s = 0..3 in the first vector, 4..7 in the second */
-    const __m256i s0 = _mm256_or_si256(_mm256_and_si256(l0, m4), _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
+    const __m256i s0 = _mm256_or_si256(_mm256_and_si256(l0, m4),
+                                       _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x03)), 4));
     const __m256i n0 = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(l0, 4), m4),
                                        _mm256_slli_epi16(_mm256_and_si256(h, _mm256_set1_epi8(0x0C)), 2));
     const __m256i s1 = _mm256_or_si256(_mm256_and_si256(l1, m4), _mm256_and_si256(h, _mm256_set1_epi8(0x30)));
