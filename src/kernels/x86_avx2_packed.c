@@ -31,6 +31,16 @@
 
 enum { PK_ROWS = 8, PK_BLOCK = 8 * 18, PK_MAX_NT = 4 };
 
+/* The token and chunk loops unrolled, so the per-token accumulators live in
+ * registers (GCC -O2 otherwise keeps the arrays on the stack). */
+#if defined(__clang__)
+#define PK_UNROLL _Pragma("unroll")
+#elif defined(__GNUC__)
+#define PK_UNROLL _Pragma("GCC unroll 4")
+#else
+#define PK_UNROLL
+#endif
+
 static inline __m256i pk_bcast(const int8_t *p) {
     int32_t v;
     memcpy(&v, p, sizeof v);
@@ -44,6 +54,7 @@ static inline __attribute__((always_inline)) void pk_group(const kern_gemm_job *
     const int8_t *q[PK_MAX_NT];
     const float *dy[PK_MAX_NT], *ys[PK_MAX_NT];
     __m256 acc[PK_MAX_NT];
+    PK_UNROLL
     for (int t = 0; t < nt; t++) {
         q[t] = (const int8_t *)(j->act + (size_t)(t0 + t) * j->act_row);
         dy[t] = (const float *)(q[t] + j->n_in);
@@ -56,12 +67,14 @@ static inline __attribute__((always_inline)) void pk_group(const kern_gemm_job *
     for (int64_t b = 0; b < nb; b++, o += PK_BLOCK) {
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
         __m256i lo[4], hi[4];
+        PK_UNROLL
         for (int k = 0; k < 4; k++) {
             const __m256i w = a2_load(o + 16 + 32 * k);
             lo[k] = _mm256_and_si256(w, m4);
             hi[k] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
         }
-        for (int t = 0; t < nt; t++) {
+        PK_UNROLL
+    for (int t = 0; t < nt; t++) {
             const int8_t *y = q[t] + 32 * b;
             __m256i s = _mm256_maddubs_epi16(lo[0], pk_bcast(y));
             s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[1], pk_bcast(y + 4)));
@@ -77,6 +90,7 @@ static inline __attribute__((always_inline)) void pk_group(const kern_gemm_job *
             acc[t] = _mm256_fmadd_ps(dw, v, acc[t]);
         }
     }
+    PK_UNROLL
     for (int t = 0; t < nt; t++) {
         float *out = j->Y + (size_t)(t0 + t) * (size_t)j->ldy + row0;
         const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
