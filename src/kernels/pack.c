@@ -32,7 +32,8 @@
  *
  * The kernels reading packed copies are kern_ops.packed tables: portable
  * ones here (every level can run packed weights, e.g. after kern_force),
- * summing exactly as the reference dots do, and faster ones per ISA, which
+ * which unpack each block and call the type's reference dot, and faster ones
+ * per ISA, which
  * set packed_pays (the level where packing is worth its copy).
  */
 #include "kern_impl.h"
@@ -188,13 +189,18 @@ static void pack_act_q8_0(const float *x, void *dst, int64_t n_in) { kern_from_f
 static size_t pack_act_size_q8_K(int64_t n_in) { return quant_row_size(QT_Q8_K, n_in); }
 static void pack_act_q8_K(const float *x, void *dst, int64_t n_in) { kern_from_float(QT_Q8_K)(x, dst, n_in); }
 
-/* Rows [r0, r1) (whole groups) x all tokens, each row's dot summed exactly
- * as the reference dot of the type sums it (the same integers, the same
- * float order), so the results equal the reference bit for bit. */
-static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1,
-                          float (*block_dot)(const uint8_t *unit, int r, const uint8_t *yb), size_t unit_bytes,
-                          size_t act_block, int blck) {
-    const int64_t nb = j->n_in / blck;
+/* Rows [r0, r1) (whole groups) x all tokens: each row's blocks unpacked one
+ * at a time and dotted by the type's reference vec_dot, their values summed
+ * in block order as the reference sums them (0 + v is v), so the results
+ * equal the reference dot of the plain row bit for bit. */
+static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, uint32_t type, size_t act_block) {
+    const pack_desc *p = pack_find(type);
+    const quant_traits *tr = quant_get(type);
+    const int64_t nb = j->n_in / p->blck;
+    const size_t unit = PACK_ROWS * p->bytes;
+    _Alignas(16) uint8_t block[sizeof(block_q4_K)];
+    _Static_assert(sizeof(block_q4_K) >= sizeof(block_q4_0) && sizeof(block_q4_K) >= sizeof(block_q8_0),
+                   "the block buffer holds every packed type's block");
     for (int64_t g = r0 / PACK_ROWS; g < r1 / PACK_ROWS; g++) {
         const uint8_t *grp = j->w + (size_t)g * PACK_ROWS * j->w_row;
         for (int t = 0; t < j->T; t++) {
@@ -202,71 +208,28 @@ static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1,
             float *out = j->Y + (size_t)t * (size_t)j->ldy + g * PACK_ROWS;
             for (int r = 0; r < PACK_ROWS; r++) {
                 float sum = 0;
-                for (int64_t b = 0; b < nb; b++)
-                    sum += block_dot(grp + (size_t)b * unit_bytes, r, y + (size_t)b * act_block);
+                for (int64_t b = 0; b < nb; b++) {
+                    float v;
+                    p->unpack(grp + (size_t)b * unit, r, block);
+                    tr->vec_dot(p->blck, &v, block, y + (size_t)b * act_block);
+                    sum += v;
+                }
                 out[r] = sum + (j->bias ? j->bias[g * PACK_ROWS + r] : 0.0f);
             }
         }
     }
 }
 
-/* as quant_dot_q4_0_q8_0 */
-static float ref_block_q4_0(const uint8_t *u, int r, const uint8_t *yb) {
-    const block_q8_0 *y = (const block_q8_0 *)yb;
-    int isum = 0;
-    for (int k = 0; k < 4; k++)
-        for (int i = 0; i < 4; i++) {
-            const uint8_t q = u[16 + 32 * k + 4 * r + i];
-            isum += ((q & 0xF) - 8) * y->qs[4 * k + i];
-            isum += ((q >> 4) - 8) * y->qs[16 + 4 * k + i];
-        }
-    pl_fp16 d;
-    memcpy(&d, u + 2 * r, 2);
-    return pl_fp16_to_f32(d) * pl_fp16_to_f32(y->d) * (float)isum;
-}
-
-/* as quant_dot_q8_0_q8_0 */
-static float ref_block_q8_0(const uint8_t *u, int r, const uint8_t *yb) {
-    const block_q8_0 *y = (const block_q8_0 *)yb;
-    int isum = 0;
-    for (int k = 0; k < 8; k++)
-        for (int i = 0; i < 4; i++) isum += (int8_t)u[16 + 32 * k + 4 * r + i] * y->qs[4 * k + i];
-    pl_fp16 d;
-    memcpy(&d, u + 2 * r, 2);
-    return pl_fp16_to_f32(d) * pl_fp16_to_f32(y->d) * (float)isum;
-}
-
-/* as quant_dot_q4_K_q8_K (qk_k4_combine) */
-static float ref_block_q4_K(const uint8_t *u, int r, const uint8_t *yb) {
-    const block_q8_K *y = (const block_q8_K *)yb;
-    int isum = 0, msum = 0;
-    for (int s = 0; s < 8; s++) {
-        const int p = s / 2, shift = 4 * (s % 2);
-        int sub = 0;
-        for (int k = 0; k < 8; k++)
-            for (int i = 0; i < 4; i++)
-                sub += ((u[128 + 32 * (8 * p + k) + 4 * r + i] >> shift) & 0xF) * y->qs[32 * s + 4 * k + i];
-        uint8_t sc, m;
-        q4_K_unit_scale(u, s, r, &sc, &m);
-        isum += sub * sc;
-        msum += m * (y->bsums[2 * s] + y->bsums[2 * s + 1]);
-    }
-    pl_fp16 d, dmin;
-    memcpy(&d, u + 2 * r, 2);
-    memcpy(&dmin, u + 16 + 2 * r, 2);
-    return pl_fp16_to_f32(d) * y->d * (float)isum - pl_fp16_to_f32(dmin) * y->d * (float)msum;
-}
-
 static void pack_ref_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
-    pack_ref_rows(j, r0, r1, ref_block_q4_0, PACK_ROWS * sizeof(block_q4_0), sizeof(block_q8_0), QK4_0);
+    pack_ref_rows(j, r0, r1, QT_Q4_0, sizeof(block_q8_0));
 }
 
 static void pack_ref_rows_q8_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
-    pack_ref_rows(j, r0, r1, ref_block_q8_0, PACK_ROWS * sizeof(block_q8_0), sizeof(block_q8_0), QK8_0);
+    pack_ref_rows(j, r0, r1, QT_Q8_0, sizeof(block_q8_0));
 }
 
 static void pack_ref_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
-    pack_ref_rows(j, r0, r1, ref_block_q4_K, PACK_ROWS * sizeof(block_q4_K), sizeof(block_q8_K), QK_K);
+    pack_ref_rows(j, r0, r1, QT_Q4_K, sizeof(block_q8_K));
 }
 
 void kern_pack_install_ref(kern_ops *o) {
