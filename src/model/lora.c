@@ -17,14 +17,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const k_lora_mats[] = {"attn_q.weight", "attn_k.weight", "attn_v.weight", "attn_output.weight",
-                                          "ffn_gate.weight", "ffn_up.weight", "ffn_down.weight"};
-#define LORA_N_MATS (sizeof k_lora_mats / sizeof k_lora_mats[0])
-
-static kern_matrix *lora_layer_mat(model_layer *l, size_t i) {
-    kern_matrix *ms[LORA_N_MATS] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-    return ms[i];
-}
 
 typedef struct lora_pair {
     kern_matrix *w;
@@ -36,9 +28,9 @@ typedef struct lora_pair {
 static kern_matrix *lora_find_mat(pl_model *m, const char *name, size_t len) {
     char buf[128];
     for (int il = 0; il < m->hp.n_layer; il++)
-        for (size_t i = 0; i < LORA_N_MATS; i++) {
-            int n = snprintf(buf, sizeof buf, "blk.%d.%s", il, k_lora_mats[i]);
-            if ((size_t)n == len && !memcmp(buf, name, len)) return lora_layer_mat(&m->layers[il], i);
+        for (int i = 0; i < PLAN_LAYER_MATS; i++) {
+            int n = snprintf(buf, sizeof buf, "blk.%d.%s", il, plan_layer_mat_names[i]);
+            if ((size_t)n == len && !memcmp(buf, name, len)) return model_layer_mat(&m->layers[il], i);
         }
     return NULL;
 }

@@ -43,6 +43,12 @@ typedef struct model_layer {
     kern_matrix w_gate, w_up, w_down;    /* (C -> F), (C -> F), (F -> C) */
 } model_layer;
 
+/* Matrix i (< PLAN_LAYER_MATS) of a layer, in plan_layer_mat_names' order. */
+static inline kern_matrix *model_layer_mat(model_layer *l, int i) {
+    kern_matrix *const ms[PLAN_LAYER_MATS] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
+    return ms[i];
+}
+
 /* An accounted buffer the model owns (freed with mem_free(acct, MEM_WEIGHTS)). */
 typedef struct model_owned {
     void *p;

@@ -41,9 +41,7 @@ static void mm_refresh_shapes(pl_model *m) {
         if (il < 0) {
             add[n++] = out;
         } else {
-            const model_layer *l = &m->layers[il];
-            const kern_matrix *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) add[n++] = ws[i];
+            for (int i = 0; i < PLAN_LAYER_MATS; i++) add[n++] = model_layer_mat(&m->layers[il], i);
         }
         for (int i = 0; i < n; i++) {
             int k = 0;

@@ -73,11 +73,8 @@ static void *pack_worker(void *arg) {
 static int pack_candidates(pl_model *m, kern_matrix **out) {
     int n = 0;
     if (m->output.data != m->tok_embd.data) out[n++] = &m->output;
-    for (int il = 0; il < m->hp.n_layer; il++) {
-        model_layer *l = &m->layers[il];
-        kern_matrix *ws[] = {&l->wq, &l->wk, &l->wv, &l->wo, &l->w_gate, &l->w_up, &l->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) out[n++] = ws[i];
-    }
+    for (int il = 0; il < m->hp.n_layer; il++)
+        for (int i = 0; i < PLAN_LAYER_MATS; i++) out[n++] = model_layer_mat(&m->layers[il], i);
     return n;
 }
 
@@ -86,7 +83,7 @@ pl_status model_pack(pl_model *m) {
     const pl_ctx_params cp = pl_ctx_default_params();
     model_mem_opts(m, &cp, &o);
     if (!plan_packs(&m->pm, &o, m->streaming)) return PL_OK;
-    const int cap = 7 * m->hp.n_layer + 1;
+    const int cap = PLAN_LAYER_MATS * m->hp.n_layer + 1;
     kern_matrix **ws = malloc(sizeof *ws * (size_t)cap), **todo = malloc(sizeof *todo * (size_t)cap);
     void **dst = malloc(sizeof *dst * (size_t)cap);
     model_owned *owned = realloc(m->owned, sizeof *owned * (size_t)(m->n_owned + cap));

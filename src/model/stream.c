@@ -67,8 +67,10 @@ static model_layer stream_rebase(const pl_model *m, int il, uint8_t *b) {
     model_layer l = m->layers[il];
     const float **vecs[] = {&l.attn_norm, &l.bq, &l.bk, &l.bv, &l.q_norm, &l.k_norm, &l.ffn_norm};
     for (size_t i = 0; i < sizeof vecs / sizeof vecs[0]; i++) *vecs[i] = stream_move(*vecs[i], lo, hi, dst);
-    kern_matrix *mats[] = {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down};
-    for (size_t i = 0; i < sizeof mats / sizeof mats[0]; i++) mats[i]->data = stream_move(mats[i]->data, lo, hi, dst);
+    for (int i = 0; i < PLAN_LAYER_MATS; i++) {
+        kern_matrix *w = model_layer_mat(&l, i);
+        w->data = stream_move(w->data, lo, hi, dst);
+    }
     return l;
 }
 

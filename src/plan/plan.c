@@ -178,14 +178,19 @@ pl_status plan_describe(const gguf_file *f, plan_model *pm) {
     return PL_OK;
 }
 
+const char *const plan_layer_mat_names[PLAN_LAYER_MATS] = {"attn_q.weight",   "attn_k.weight", "attn_v.weight",
+                                                            "attn_output.weight", "ffn_gate.weight", "ffn_up.weight",
+                                                            "ffn_down.weight"};
+
 bool plan_packable_name(gguf_str name) {
-    static const char *const k_suffix[] = {".attn_q.weight", ".attn_k.weight", ".attn_v.weight", ".attn_output.weight",
-                                           ".ffn_gate.weight", ".ffn_up.weight", ".ffn_down.weight"};
     if (gguf_str_eq(name, "output.weight")) return true;
     if (plan_layer_of(name) < 0) return false;
-    for (size_t i = 0; i < sizeof k_suffix / sizeof k_suffix[0]; i++) {
-        const size_t n = strlen(k_suffix[i]);
-        if (name.len > n && memcmp(name.ptr + name.len - n, k_suffix[i], n) == 0) return true;
+    for (int i = 0; i < PLAN_LAYER_MATS; i++) {
+        const size_t n = strlen(plan_layer_mat_names[i]);
+        /* "blk.N." + the name */
+        if (name.len > n + 1 && name.ptr[name.len - n - 1] == '.' &&
+            memcmp(name.ptr + name.len - n, plan_layer_mat_names[i], n) == 0)
+            return true;
     }
     return false;
 }

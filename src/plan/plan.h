@@ -59,6 +59,11 @@ typedef struct plan_model {
     uint64_t slot_bytes;      /* largest layer span, page-rounded: one streaming slot */
 } plan_model;
 
+/* The seven matmul weights of a layer, as "blk.N.<name>" names them, in the
+ * order model_layer_mat indexes them. */
+#define PLAN_LAYER_MATS 7
+extern const char *const plan_layer_mat_names[PLAN_LAYER_MATS];
+
 /* Is tensor `name` a matrix the model packs when kern_pack_pays (the
  * matmul weights of the layers, and output.weight)? */
 bool plan_packable_name(gguf_str name);
