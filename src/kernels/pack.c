@@ -190,9 +190,10 @@ static size_t pack_act_size_q8_K(int64_t n_in) { return quant_row_size(QT_Q8_K, 
 static void pack_act_q8_K(const float *x, void *dst, int64_t n_in) { kern_from_float(QT_Q8_K)(x, dst, n_in); }
 
 /* Rows [r0, r1) (whole groups) x all tokens: each row's blocks unpacked one
- * at a time and dotted by the type's reference vec_dot, their values summed
- * in block order as the reference sums them (0 + v is v), so the results
- * equal the reference dot of the plain row bit for bit. */
+ * at a time and dotted with every token's block by the type's reference
+ * vec_dot, the values summed in block order in Y as the reference sums them
+ * (0 + v is v), so the results equal the reference dot of the plain row bit
+ * for bit. */
 static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, uint32_t type, size_t act_block) {
     const pack_desc *p = pack_find(type);
     const quant_traits *tr = quant_get(type);
@@ -201,22 +202,20 @@ static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, uint32
     _Alignas(16) uint8_t block[sizeof(block_q4_K)];
     _Static_assert(sizeof(block_q4_K) >= sizeof(block_q4_0) && sizeof(block_q4_K) >= sizeof(block_q8_0),
                    "the block buffer holds every packed type's block");
-    for (int64_t g = r0 / PACK_ROWS; g < r1 / PACK_ROWS; g++) {
-        const uint8_t *grp = j->w + (size_t)g * PACK_ROWS * j->w_row;
-        for (int t = 0; t < j->T; t++) {
-            const uint8_t *y = j->act + (size_t)t * j->act_row;
-            float *out = j->Y + (size_t)t * (size_t)j->ldy + g * PACK_ROWS;
-            for (int r = 0; r < PACK_ROWS; r++) {
-                float sum = 0;
-                for (int64_t b = 0; b < nb; b++) {
-                    float v;
-                    p->unpack(grp + (size_t)b * unit, r, block);
-                    tr->vec_dot(p->blck, &v, block, y + (size_t)b * act_block);
-                    sum += v;
-                }
-                out[r] = sum + (j->bias ? j->bias[g * PACK_ROWS + r] : 0.0f);
+    for (int64_t row = r0 / PACK_ROWS * PACK_ROWS; row < r1; row++) {
+        const uint8_t *grp = j->w + (size_t)(row / PACK_ROWS) * PACK_ROWS * j->w_row;
+        float *out = j->Y + row;
+        for (int t = 0; t < j->T; t++) out[(size_t)t * (size_t)j->ldy] = 0.0f;
+        for (int64_t b = 0; b < nb; b++) {
+            p->unpack(grp + (size_t)b * unit, (int)(row % PACK_ROWS), block);
+            for (int t = 0; t < j->T; t++) {
+                float v;
+                tr->vec_dot(p->blck, &v, block, j->act + (size_t)t * j->act_row + (size_t)b * act_block);
+                out[(size_t)t * (size_t)j->ldy] += v;
             }
         }
+        if (j->bias)
+            for (int t = 0; t < j->T; t++) out[(size_t)t * (size_t)j->ldy] += j->bias[row];
     }
 }
 
