@@ -69,8 +69,9 @@ typedef struct kern_matrix {
 } kern_matrix;
 
 /* Row-interleaved copies of weight matrices (pack.c): the same bytes as the
- * rows, in an order the matrix-vector kernels stream faster. Supported: Q4_0
- * with n_out a multiple of 8 (kern_pack_group_rows), any kernel level.
+ * rows, in an order the matrix-vector kernels stream faster. Supported: Q4_0,
+ * Q8_0 and Q4_K with n_out a multiple of 8 (kern_pack_group_rows), any
+ * kernel level.
  * kern_pack_pays: supported, and the level in use has a kernel for which
  * the copy pays (the loader packs only then). */
 bool kern_pack_supported(uint32_t type, int64_t n_in, int64_t n_out);

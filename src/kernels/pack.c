@@ -1,6 +1,6 @@
 /*
- * pack: row-interleaved copies of weight matrices for the matrix-vector
- * products of decode (the issue's "weight repacking at load").
+ * pack: row-interleaved copies of weight matrices, for the matrix-vector
+ * products of decode above all (the issue's "weight repacking at load").
  *
  * Rows are taken in groups of 8, and a group holds its block columns in
  * order: the 8 rows' blocks of one column rearranged into one unit of the

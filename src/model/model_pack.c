@@ -1,11 +1,12 @@
 /*
  * Repacking at load: matrices whose kernel runs faster on row-interleaved
- * blocks (kern_pack_pays: Q4_0 where the level has a packed kernel) get an
+ * blocks (kern_pack_pays: Q4_0 and Q4_K on the AVX2, AVX-512 and dotprod
+ * levels) get an
  * accounted copy in that layout, which kern_matmul reads instead of the
  * file's rows. Planned (plan_packs, plan_model.pack_bytes): the copy replaces
  * the matrix's file pages in the resident set, because each slice's pages are
  * dropped (MADV_DONTNEED: they stay in the page cache, not in this process)
- * once packed, so the peak over the plan is one slice. w->data keeps pointing
+ * once packed, so the peak over the plan is one slice per packing thread. w->data keeps pointing
  * at the mapping for everything that reads rows (the GPU upload, LoRA merges,
  * training, streaming), which faults pages back in only if it runs.
  * Only when the image is mapped in full: streamed, copied (no_mmap, unaligned
