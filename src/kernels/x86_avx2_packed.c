@@ -6,12 +6,13 @@
  * its 6-bit scales and mins applied per row lane by madd with int16 pairs).
  *
  * Per block column of a group: one F16C conversion gives the 8 rows' scales;
- * four 32-byte loads give every row's quants, split into low and high nibbles
- * (8 vectors, each 4 levels of each row in its 32-bit lane) once, then reused
- * for up to 4 tokens. Per token: each nibble vector is multiplied (maddubs)
- * by the 4 activation bytes of its slice broadcast to all lanes, the eight
- * int16 pair sums are added as int16 (|sum| <= 8 * 2 * 15 * 128 < 2^15), and
- * one madd turns them into each row's int32 block sum of level * q8. The -8
+ * each of four 32-byte loads gives 8 levels of every row, split into low and
+ * high nibbles (two vectors, each 4 levels of each row in its 32-bit lane)
+ * once for up to 4 tokens. Per token: each nibble vector is multiplied
+ * (maddubs) by the 4 activation bytes of its slice broadcast to all lanes,
+ * the int16 pair sums are added as int16 (|sum| <= 8 * 2 * 15 * 128 < 2^15)
+ * into one running sum per token, and one madd turns it into each row's
+ * int32 block sum of level * q8. The -8
  * offset of Q4_0 comes off in float through the activation's per-block
  * scale * sum (kern_avx2_b32_act_pack): d_w * (d_y * sum(l * q) - 8 * d_y * sum(q)).
  * The integer sums are exact; only float rounding order differs from the
@@ -35,11 +36,19 @@ enum { PK_ROWS = 8, PK_BLOCK = 8 * 18, PK_MAX_NT = 4 };
  * registers (GCC -O2 otherwise keeps the arrays on the stack). */
 #if defined(__clang__)
 #define PK_UNROLL _Pragma("unroll")
+#define PK_UNROLL8 _Pragma("unroll")
 #elif defined(__GNUC__)
 #define PK_UNROLL _Pragma("GCC unroll 4")
+#define PK_UNROLL8 _Pragma("GCC unroll 8")
 #else
 #define PK_UNROLL
+#define PK_UNROLL8
 #endif
+
+/* Keeps a running sum in a register, summed in program order: GCC otherwise
+ * reassociates an unrolled chain of integer adds into a tree and keeps its
+ * many products on the stack (measured 1.6x slower on Q4_K prompts). */
+#define PK_PIN(v) __asm__("" : "+x"(v))
 
 static inline __m256i pk_bcast(const int8_t *p) {
     int32_t v;
@@ -66,25 +75,24 @@ static inline __attribute__((always_inline)) void pk_group(const kern_gemm_job *
     const uint8_t *o = grp;
     for (int64_t b = 0; b < nb; b++, o += PK_BLOCK) {
         const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
-        __m256i lo[4], hi[4];
+        __m256i s[PK_MAX_NT];
+        PK_UNROLL
+        for (int t = 0; t < nt; t++) s[t] = _mm256_setzero_si256();
         PK_UNROLL
         for (int k = 0; k < 4; k++) {
             const __m256i w = a2_load(o + 16 + 32 * k);
-            lo[k] = _mm256_and_si256(w, m4);
-            hi[k] = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+            const __m256i lo = _mm256_and_si256(w, m4), hi = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+            PK_UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *y = q[t] + 32 * b + 4 * k;
+                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, pk_bcast(y)));
+                s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, pk_bcast(y + 16)));
+                PK_PIN(s[t]);
+            }
         }
         PK_UNROLL
-    for (int t = 0; t < nt; t++) {
-            const int8_t *y = q[t] + 32 * b;
-            __m256i s = _mm256_maddubs_epi16(lo[0], pk_bcast(y));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[1], pk_bcast(y + 4)));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[2], pk_bcast(y + 8)));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(lo[3], pk_bcast(y + 12)));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[0], pk_bcast(y + 16)));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[1], pk_bcast(y + 20)));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[2], pk_bcast(y + 24)));
-            s = _mm256_add_epi16(s, _mm256_maddubs_epi16(hi[3], pk_bcast(y + 28)));
-            const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s, ones)),
+        for (int t = 0; t < nt; t++) {
+            const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s[t], ones)),
                                              _mm256_broadcast_ss(&dy[t][b]),
                                              _mm256_mul_ps(eight, _mm256_broadcast_ss(&ys[t][b])));
             acc[t] = _mm256_fmadd_ps(dw, v, acc[t]);
@@ -155,39 +163,57 @@ static inline void pk_q4_K_scales(const uint8_t *u, __m256i sc[8], __m256i mp[4]
     mp[3] = pk_mix_pairs(_mm256_permute4x64_epi64(n1, 0xEE));
 }
 
-/* One unit against one token's Q8_K block, added to the 8 rows in acc:
- * per sub-block pair, 8 chunk loads give both sub-blocks' levels; their
- * int16 pair sums (8 per sub-block, |sum| <= 8 * 2 * 15 * 128) are scaled
- * per row by madd with the scale pairs; the mins through the 16-element
- * sums of the activations. */
-static inline __m256 pk_q4_K_unit(const uint8_t *u, const block_q8_K *y, const __m256i sc[8], const __m256i mp[4],
-                                  __m256 dw, __m256 dm, __m256 acc) {
+/* One unit against nt tokens' Q8_K blocks, added to the 8 rows of each
+ * token's sums in out[t]: per sub-block pair, each of the 8 chunks is loaded
+ * and split into low and high levels once for all nt tokens, whose int16
+ * pair sums (8 per sub-block, |sum| <= 8 * 2 * 15 * 128) are scaled per row
+ * by madd with the scale pairs; the mins go through the 16-element sums of
+ * the activations. */
+static inline __attribute__((always_inline)) void pk_q4_K_units(const uint8_t *u, const block_q8_K *const y[],
+                                                                const int nt, const __m256i sc[8],
+                                                                const __m256i mp[4], __m256 dw, __m256 dm,
+                                                                float *const out[]) {
     const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
-    __m256i isum = _mm256_setzero_si256();
+    __m256i isum[PK_MAX_NT];
+    PK_UNROLL
+    for (int t = 0; t < nt; t++) isum[t] = _mm256_setzero_si256();
     for (int p = 0; p < 4; p++) {
         const uint8_t *c = u + 128 + 256 * p;
-        const int8_t *q8 = y->qs + 64 * p;
-        __m256i lo = _mm256_setzero_si256(), hi = lo;
+        __m256i lo[PK_MAX_NT], hi[PK_MAX_NT];
+        PK_UNROLL
+        for (int t = 0; t < nt; t++) lo[t] = hi[t] = _mm256_setzero_si256();
+        PK_UNROLL8
         for (int k = 0; k < 8; k++) {
             const __m256i w = a2_load(c + 32 * k);
-            lo = _mm256_add_epi16(lo, _mm256_maddubs_epi16(_mm256_and_si256(w, m4), pk_bcast(q8 + 4 * k)));
-            hi = _mm256_add_epi16(hi, _mm256_maddubs_epi16(_mm256_and_si256(_mm256_srli_epi16(w, 4), m4),
-                                                           pk_bcast(q8 + 32 + 4 * k)));
+            const __m256i l = _mm256_and_si256(w, m4), h = _mm256_and_si256(_mm256_srli_epi16(w, 4), m4);
+            PK_UNROLL
+            for (int t = 0; t < nt; t++) {
+                const int8_t *q8 = y[t]->qs + 64 * p + 4 * k;
+                lo[t] = _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(l, pk_bcast(q8)));
+                hi[t] = _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(h, pk_bcast(q8 + 32)));
+                PK_PIN(lo[t]);
+                PK_PIN(hi[t]);
+            }
         }
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(lo, sc[2 * p]));
-        isum = _mm256_add_epi32(isum, _mm256_madd_epi16(hi, sc[2 * p + 1]));
+        PK_UNROLL
+        for (int t = 0; t < nt; t++)
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(lo[t], sc[2 * p]),
+                                                                 _mm256_madd_epi16(hi[t], sc[2 * p + 1])));
     }
-    /* sub-block sums of the activations as int16 (|sum| <= 32 * 127), pairs
-     * (2q, 2q + 1) in int32 lanes 0, 1 (low half) and 4, 5 (high half) */
-    const __m256i ys = _mm256_madd_epi16(a2_load(y->bsums), ones);
-    const __m256i ys16 = _mm256_packs_epi32(ys, ys);
-    __m256i msum = _mm256_madd_epi16(mp[0], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(0)));
-    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(1))));
-    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(4))));
-    msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(5))));
-    const __m256 dy = _mm256_set1_ps(y->d);
-    acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(isum), acc);
-    return _mm256_fnmadd_ps(_mm256_mul_ps(dm, dy), _mm256_cvtepi32_ps(msum), acc);
+    PK_UNROLL
+    for (int t = 0; t < nt; t++) {
+        /* sub-block sums of the activations as int16 (|sum| <= 32 * 127), pairs
+         * (2q, 2q + 1) in int32 lanes 0, 1 (low half) and 4, 5 (high half) */
+        const __m256i ys = _mm256_madd_epi16(a2_load(y[t]->bsums), ones);
+        const __m256i ys16 = _mm256_packs_epi32(ys, ys);
+        __m256i msum = _mm256_madd_epi16(mp[0], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(0)));
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[1], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(1))));
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[2], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(4))));
+        msum = _mm256_add_epi32(msum, _mm256_madd_epi16(mp[3], _mm256_permutevar8x32_epi32(ys16, _mm256_set1_epi32(5))));
+        const __m256 dy = _mm256_set1_ps(y[t]->d);
+        __m256 acc = _mm256_fmadd_ps(_mm256_mul_ps(dw, dy), _mm256_cvtepi32_ps(isum[t]), _mm256_loadu_ps(out[t]));
+        _mm256_storeu_ps(out[t], _mm256_fnmadd_ps(_mm256_mul_ps(dm, dy), _mm256_cvtepi32_ps(msum), acc));
+    }
 }
 
 /* Units are decoded once per group and column and used for every token;
@@ -197,19 +223,6 @@ static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
     for (int64_t g = r0 / PK_ROWS; g < r1 / PK_ROWS; g++) {
         const uint8_t *grp = j->w + (size_t)g * PK_ROWS * j->w_row;
         const int64_t row0 = g * PK_ROWS;
-        if (j->T == 1) {
-            const block_q8_K *y = (const block_q8_K *)j->act;
-            __m256 acc = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
-            for (int64_t b = 0; b < nb; b++) {
-                const uint8_t *u = grp + (size_t)b * 8 * sizeof(block_q4_K);
-                __m256i sc[8], mp[4];
-                pk_q4_K_scales(u, sc, mp);
-                acc = pk_q4_K_unit(u, &y[b], sc, mp, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u)),
-                                   _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(u + 16))), acc);
-            }
-            _mm256_storeu_ps(j->Y + row0, acc);
-            continue;
-        }
         const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
         for (int t = 0; t < j->T; t++) _mm256_storeu_ps(j->Y + (size_t)t * (size_t)j->ldy + row0, bias);
         for (int64_t b = 0; b < nb; b++) {
@@ -218,10 +231,20 @@ static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
             pk_q4_K_scales(u, sc, mp);
             const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
             const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(u + 16)));
-            for (int t = 0; t < j->T; t++) {
-                const block_q8_K *y = (const block_q8_K *)(j->act + (size_t)t * j->act_row) + b;
-                float *out = j->Y + (size_t)t * (size_t)j->ldy + row0;
-                _mm256_storeu_ps(out, pk_q4_K_unit(u, y, sc, mp, dw, dm, _mm256_loadu_ps(out)));
+            for (int t = 0; t < j->T; t += PK_MAX_NT) {
+                const int nt = j->T - t < PK_MAX_NT ? j->T - t : PK_MAX_NT;
+                const block_q8_K *y[PK_MAX_NT];
+                float *out[PK_MAX_NT];
+                for (int c = 0; c < nt; c++) {
+                    y[c] = (const block_q8_K *)(j->act + (size_t)(t + c) * j->act_row) + b;
+                    out[c] = j->Y + (size_t)(t + c) * (size_t)j->ldy + row0;
+                }
+                switch (nt) { /* each count compiled with its loops unrolled */
+                case 4: pk_q4_K_units(u, y, 4, sc, mp, dw, dm, out); break;
+                case 3: pk_q4_K_units(u, y, 3, sc, mp, dw, dm, out); break;
+                case 2: pk_q4_K_units(u, y, 2, sc, mp, dw, dm, out); break;
+                default: pk_q4_K_units(u, y, 1, sc, mp, dw, dm, out); break;
+                }
             }
         }
     }
