@@ -228,24 +228,37 @@ test('a client that disconnects mid-stream cancels its generation', { skip }, as
 });
 
 test('waiting requests are served in arrival order', { skip }, async () => {
-  // One slot: a long streamed completion holds it while three requests queue.
-  const ac = new AbortController();
-  const long = await fetch(srv.url + '/v1/completions', {
-    method: 'POST', signal: ac.signal, headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({ prompt: 'The law of the LORD', max_tokens: 900, ignore_eos: true, stream: true }),
-  });
-  const reader = long.body.getReader();
-  await reader.read(); // it is running
-  const order = [];
-  const pending = [];
+  // One slot: a long streamed completion holds it while three more queue. The
+  // server sends a stream nothing until its job runs, and each of the three hangs
+  // up as soon as its first text arrives, which frees the slot for the next one.
+  // So the order in which text arrives is the order of service, with no race
+  // (the order in which whole replies reach the client is not: a finished job's
+  // reply can still be on its way while the next one runs and replies).
+  const open = (prompt) => {
+    const ac = new AbortController();
+    const res = fetch(srv.url + '/v1/completions', {
+      method: 'POST', signal: ac.signal, headers: { 'Content-Type': 'application/json' },
+      body: JSON.stringify({ prompt, max_tokens: 900, ignore_eos: true, stream: true }),
+    });
+    return { ac, res };
+  };
+  const long = open('The law of the LORD');
+  await (await long.res).body.getReader().read(); // it is running
+  const queued = [];
   for (const [i, name] of ['B', 'C', 'D'].entries()) {
-    pending.push(client.chat.completions.create({ model: MODEL, messages: [user('Say ' + name)], max_tokens: 3 })
-      .then(() => order.push(name)));
+    queued.push({ name, ...open('Say ' + name) });
     await until(async () => (await health(srv.url)).slots.queued === i + 1, `${name} to be queued`, 20000);
   }
-  ac.abort(); // hang up: frees the slot
-  await Promise.all(pending);
+  const order = [];
+  const served = queued.map(async (q) => {
+    await (await q.res).body.getReader().read();
+    order.push(q.name);
+    q.ac.abort();
+  });
+  long.ac.abort(); // hang up: frees the slot
+  await Promise.all(served);
   assert.deepEqual(order, ['B', 'C', 'D']);
+  await until(async () => (await health(srv.url)).slots.busy === 0, 'the slot to be free', 20000);
 });
 
 test('an API key is required when set', { skip }, async (t) => {
