@@ -175,17 +175,28 @@ pl_status pl_model_apply_lora(pl_model *m, const char *path, float scale) {
         }
         const quant_traits *tr = quant_get(p->w->type);
         const size_t rs = quant_row_size(p->w->type, K);
+        /* a packed matrix's rows come from its copy: the file pages it
+         * replaced were dropped, and faulting them back in while the copy is
+         * still held would peak above the plan by the matrix's size */
+        uint8_t *row = p->w->packed ? malloc(rs) : NULL;
+        if (p->w->packed && !row) {
+            free(A), free(B);
+            st = pl_fail(PL_ERR_NOMEM, "out of memory merging a %lld x %lld matrix", (long long)O, (long long)K);
+            goto fail;
+        }
         const float s_ab = scale * (alpha > 0 ? alpha / (float)R : 1.0f);
         for (int64_t r = 0; r < O; r++) {
             float *wr = W + r * K;
-            tr->to_float((const uint8_t *)p->w->data + (size_t)r * rs, wr, K);
+            const uint8_t *src = (const uint8_t *)p->w->data + (size_t)r * rs;
+            if (row) kern_unpack_row(p->w, p->w->packed, r, row), src = row;
+            tr->to_float(src, wr, K);
             for (int64_t k = 0; k < R; k++) {
                 const float c = s_ab * B[r * R + k];
                 const float *ak = A + k * K;
                 for (int64_t j = 0; j < K; j++) wr[j] += c * ak[j];
             }
         }
-        free(A), free(B);
+        free(A), free(B), free(row);
     }
     for (int i = 0; i < n; i++) {
         model_unpack(m, pairs[i].w); /* its packed copy holds the old weights */
