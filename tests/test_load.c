@@ -70,6 +70,17 @@ static int same_logits(pl_model *m, const char *what) {
     return same;
 }
 
+/* Every load here keeps the file's layout (no weight repacking): loads that
+ * can pack (a whole mapping) and loads that cannot (copies, mlock) then run
+ * the same kernels, so their logits can be compared bit for bit; packing's
+ * own logits are checked in test_plan. */
+static pl_model_params load_params(void) {
+    pl_model_params mp = pl_model_default_params();
+    mp.no_repack = 1;
+    return mp;
+}
+static pl_model_params g_lp; /* load_params(), for calls that take a pointer */
+
 static int64_t copied_now(void) {
     pl_memory_stats s;
     pl_memory_snapshot(&s);
@@ -183,7 +194,7 @@ static void test_offset_and_fd_bit_identical(void) {
         const int64_t c0 = copied_now();
         pl_model_source src = {.path = path, .fd = -1, .offset = pre, .size = n};
         pl_model *m = NULL;
-        REQUIRE(pl_model_load_sources(&src, 1, NULL, &m) == PL_OK, "offset %zu: %s", pre, pl_last_error());
+        REQUIRE(pl_model_load_sources(&src, 1, &g_lp, &m) == PL_OK, "offset %zu: %s", pre, pl_last_error());
         const int64_t copied = copied_now() - c0;
         CHECK(same_logits(m, "offset"), "offset %zu: logits differ from the plain file", pre);
         /* a multiple of 4 keeps every tensor naturally aligned: mapped in place */
@@ -194,7 +205,7 @@ static void test_offset_and_fd_bit_identical(void) {
         const int fd = open(path, O_RDONLY);
         REQUIRE(fd >= 0, "open");
         m = NULL;
-        REQUIRE(pl_model_load_fd(fd, pre, n, NULL, &m) == PL_OK, "fd, offset %zu: %s", pre, pl_last_error());
+        REQUIRE(pl_model_load_fd(fd, pre, n, &g_lp, &m) == PL_OK, "fd, offset %zu: %s", pre, pl_last_error());
         CHECK(same_logits(m, "fd"), "fd at offset %zu: logits differ", pre);
         pl_model_free(m);
         CHECK(fcntl(fd, F_GETFD) != -1, "the caller's descriptor stays open");
@@ -203,7 +214,7 @@ static void test_offset_and_fd_bit_identical(void) {
     /* a whole file through a descriptor, size 0 = to the end */
     const int fd = open(g_model, O_RDONLY);
     pl_model *m = NULL;
-    REQUIRE(pl_model_load_fd(fd, 0, 0, NULL, &m) == PL_OK, "%s", pl_last_error());
+    REQUIRE(pl_model_load_fd(fd, 0, 0, &g_lp, &m) == PL_OK, "%s", pl_last_error());
     CHECK(same_logits(m, "fd whole"), "fd: logits differ");
     pl_model_free(m);
     /* bad ranges are errors, not crashes */
@@ -233,7 +244,7 @@ static void test_raw_chunks(void) {
         snprintf(first, sizeof first, "%s.part-%05d-of-%05d", copy, 1, parts);
         const int64_t c0 = copied_now();
         pl_model *m = NULL;
-        pl_model_params mp = pl_model_default_params();
+        pl_model_params mp = load_params();
         mp.verify = 1;
         REQUIRE(pl_model_load(first, &mp, &m) == PL_OK, "chunks of %llu: %s", (unsigned long long)sizes[k], pl_last_error());
         const int64_t copied = copied_now() - c0;
@@ -297,7 +308,7 @@ static void test_gguf_split_and_merge(void) {
     char second[1024];
     snprintf(second, sizeof second, "%s-%05d-of-%05d.gguf", prefix, 2, n);
     pl_model *m = NULL;
-    pl_model_params mp = pl_model_default_params();
+    pl_model_params mp = load_params();
     mp.verify = 1;
     REQUIRE(pl_model_load(second, &mp, &m) == PL_OK, "%s", pl_last_error());
     CHECK(same_logits(m, "split"), "gguf-split: logits differ");
@@ -324,7 +335,7 @@ static void test_gguf_split_and_merge(void) {
     CHECK(n2 >= 3, "8 MiB splits of a 23 MiB model: %d", n2);
     char first[1024];
     snprintf(first, sizeof first, "%s-%05d-of-%05d.gguf", tmp_path("bysize"), 1, n2);
-    REQUIRE(pl_model_load(first, NULL, &m) == PL_OK, "%s", pl_last_error());
+    REQUIRE(pl_model_load(first, &g_lp, &m) == PL_OK, "%s", pl_last_error());
     CHECK(same_logits(m, "split by size"), "logits differ");
     pl_model_free(m);
     /* a flipped byte in one piece: --verify refuses it */
@@ -341,7 +352,7 @@ static void test_gguf_split_and_merge(void) {
           pl_last_error());
     /* a missing piece */
     remove(first);
-    st = pl_model_load(second, NULL, &m);
+    st = pl_model_load(second, &g_lp, &m);
     CHECK(st == PL_ERR_IO && m == NULL, "missing split: %s", pl_status_name(st));
     /* no sidecar: nothing to check against */
     char side[1024];
@@ -354,7 +365,7 @@ static void test_gguf_split_and_merge(void) {
 /* ------------------------------------------------------------ policies */
 
 static void test_no_mmap_mlock_advice(void) {
-    pl_model_params mp = pl_model_default_params();
+    pl_model_params mp = load_params();
     pl_model *m = NULL;
     mp.no_mmap = 1;
     const int64_t c0 = copied_now();
@@ -365,7 +376,7 @@ static void test_no_mmap_mlock_advice(void) {
     CHECK(same_logits(m, "no_mmap"), "no_mmap: logits differ");
     pl_model_free(m);
     CHECK(copied_now() == c0, "the copy is returned");
-    mp = pl_model_default_params();
+    mp = load_params();
     mp.mlock = 1;
     pl_status st = pl_model_load(g_model, &mp, &m);
     if (st == PL_OK) {
@@ -381,7 +392,7 @@ static void test_no_mmap_mlock_advice(void) {
               pl_last_error());
     }
     for (int a = PL_ADVICE_NORMAL; a <= PL_ADVICE_SEQUENTIAL; a++) {
-        mp = pl_model_default_params();
+        mp = load_params();
         mp.advice = a;
         REQUIRE(pl_model_load(g_model, &mp, &m) == PL_OK, "advice %d: %s", a, pl_last_error());
         CHECK(same_logits(m, "advice"), "advice %d: logits differ", a);
@@ -390,7 +401,7 @@ static void test_no_mmap_mlock_advice(void) {
     mp.advice = 9;
     CHECK(pl_model_load(g_model, &mp, &m) == PL_ERR_INVALID_ARG, "unknown advice");
     /* the plan counts locked pages: the whole image resident */
-    mp = pl_model_default_params();
+    mp = load_params();
     mp.mlock = 1;
     pl_plan p;
     REQUIRE(pl_plan_file(g_model, &mp, NULL, &p) == PL_OK, "%s", pl_last_error());
@@ -410,7 +421,7 @@ static int child_mlock(void) {
     }
     struct rlimit rl = {1 << 20, 1 << 20};
     if (setrlimit(RLIMIT_MEMLOCK, &rl) != 0) return 98;
-    pl_model_params mp = pl_model_default_params();
+    pl_model_params mp = load_params();
     mp.mlock = 1;
     pl_model *m = NULL;
     pl_status st = pl_model_load(g_model, &mp, &m);
@@ -443,7 +454,8 @@ int main(void) {
         return 1;
     }
     pl_model *m = NULL;
-    if (pl_model_load(g_model, NULL, &m) != PL_OK || !(g_ref = logits_of(m))) {
+    g_lp = load_params();
+    if (pl_model_load(g_model, &g_lp, &m) != PL_OK || !(g_ref = logits_of(m))) {
         fprintf(stderr, "reference load failed: %s\n", pl_last_error());
         return 1;
     }
