@@ -1,9 +1,10 @@
 /*
- * x86_avx2_packed: AVX2 matmul on Q4_0 and Q4_K weights packed 8 rows at a
- * time (pack.c's layouts), for decode and prompts alike.
+ * x86_avx2_packed: AVX2 matmul on Q4_0, Q8_0 and Q4_K weights packed 8 rows
+ * at a time (pack.c's layouts), for decode and prompts alike.
  *
- * Q4_0 below; Q4_K further down (same scheme per 32-element sub-block, with
- * its 6-bit scales and mins applied per row lane by madd with int16 pairs).
+ * Q4_0 below; Q8_0 (signed levels: |w| times activations signed by w) and
+ * Q4_K (same scheme per 32-element sub-block, with its 6-bit scales and mins
+ * applied per row lane by madd with int16 pairs) further down.
  *
  * Per block column of a group: one F16C conversion gives the 8 rows' scales;
  * each of four 32-byte loads gives 8 levels of every row, split into low and
@@ -30,7 +31,7 @@
 
 #include "x86_avx2_util.h"
 
-enum { PK_ROWS = 8, PK_BLOCK = 8 * 18, PK_MAX_NT = 4 };
+enum { PK_ROWS = 8, PK_BLOCK = 8 * 18, PK8_BLOCK = 8 * 34, PK_MAX_NT = 4 };
 
 /* The token and chunk loops unrolled, so the per-token accumulators live in
  * registers (GCC -O2 otherwise keeps the arrays on the stack). */
@@ -116,6 +117,65 @@ static void pk_rows_q4_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
         case 3: pk_group(j, grp, nb, g * PK_ROWS, t, 3); break;
         case 2: pk_group(j, grp, nb, g * PK_ROWS, t, 2); break;
         case 1: pk_group(j, grp, nb, g * PK_ROWS, t, 1); break;
+        default: break;
+        }
+    }
+}
+
+/* ------------------------------------------------------------- Q8_0 */
+
+/* Rows [8g, 8g + 8) of packed Q8_0 times tokens [t0, t0 + nt), written to Y.
+ * The levels are signed, so each chunk's |w| is taken once for the tokens
+ * and each token's broadcast bytes are signed by w (maddubs needs one
+ * unsigned operand; |w| <= 128 and |q| <= 127 keep each pair sum below
+ * 2^15). Pair sums go to int32 by madd per chunk: two chunks' int16 sums
+ * could overflow. */
+static inline __attribute__((always_inline)) void pk8_group(const kern_gemm_job *j, const uint8_t *grp, int64_t nb,
+                                                            int64_t row0, int t0, const int nt) {
+    const int8_t *q[PK_MAX_NT];
+    const float *dy[PK_MAX_NT];
+    __m256 acc[PK_MAX_NT];
+    PK_UNROLL
+    for (int t = 0; t < nt; t++) {
+        q[t] = (const int8_t *)(j->act + (size_t)(t0 + t) * j->act_row);
+        dy[t] = (const float *)(q[t] + j->n_in);
+        acc[t] = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+    const uint8_t *o = grp;
+    for (int64_t b = 0; b < nb; b++, o += PK8_BLOCK) {
+        __m256i s[PK_MAX_NT];
+        PK_UNROLL
+        for (int t = 0; t < nt; t++) s[t] = _mm256_setzero_si256();
+        PK_UNROLL8
+        for (int k = 0; k < 8; k++) {
+            const __m256i w = a2_load(o + 16 + 32 * k), aw = _mm256_abs_epi8(w);
+            PK_UNROLL
+            for (int t = 0; t < nt; t++) {
+                const __m256i y = _mm256_sign_epi8(pk_bcast(q[t] + 32 * b + 4 * k), w);
+                s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, y), ones));
+                PK_PIN(s[t]);
+            }
+        }
+        const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)o));
+        PK_UNROLL
+        for (int t = 0; t < nt; t++)
+            acc[t] = _mm256_fmadd_ps(_mm256_mul_ps(dw, _mm256_broadcast_ss(&dy[t][b])), _mm256_cvtepi32_ps(s[t]), acc[t]);
+    }
+    PK_UNROLL
+    for (int t = 0; t < nt; t++) _mm256_storeu_ps(j->Y + (size_t)(t0 + t) * (size_t)j->ldy + row0, acc[t]);
+}
+
+static void pk_rows_q8_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+    const int64_t nb = j->n_in / 32;
+    for (int64_t g = r0 / PK_ROWS; g < r1 / PK_ROWS; g++) {
+        const uint8_t *grp = j->w + (size_t)g * PK_ROWS * j->w_row;
+        int t = 0;
+        for (; t + 4 <= j->T; t += 4) pk8_group(j, grp, nb, g * PK_ROWS, t, 4);
+        switch (j->T - t) {
+        case 3: pk8_group(j, grp, nb, g * PK_ROWS, t, 3); break;
+        case 2: pk8_group(j, grp, nb, g * PK_ROWS, t, 2); break;
+        case 1: pk8_group(j, grp, nb, g * PK_ROWS, t, 1); break;
         default: break;
         }
     }
@@ -253,10 +313,8 @@ static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
 void kern_avx2_install_packed(kern_ops *o) {
     o->packed[QT_Q4_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q4_0, PK_ROWS, 1};
     o->packed_pays[QT_Q4_0] = true;
-    /* Q8_0 is not packed here: an AVX2 kernel of the layout (|w| times the
-     * activations signed by w, a madd per chunk) made 1B Q8_0 decode 8-10 %
-     * faster (already ~80 % of bandwidth with 2 threads) but prompts 12-18 %
-     * slower than the tiled kernel, measured on this project's VM. */
+    o->packed[QT_Q8_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q8_0, PK_ROWS, 1};
+    o->packed_pays[QT_Q8_0] = true;
     o->packed[QT_Q4_K].rows = pk_rows_q4_K; /* the portable entry's Q8_K activations */
     o->packed_pays[QT_Q4_K] = true;
 }

@@ -1,8 +1,7 @@
 /*
  * Repacking at load: matrices whose kernel runs faster on row-interleaved
- * blocks (kern_pack_pays: Q4_0 and Q4_K on the AVX2, AVX-512 and dotprod
- * levels) get an
- * accounted copy in that layout, which kern_matmul reads instead of the
+ * blocks (kern_pack_pays: Q4_0, Q8_0 and Q4_K on the AVX2 and AVX-512
+ * levels, Q4_0 and Q4_K on dotprod) get an accounted copy in that layout, which kern_matmul reads instead of the
  * file's rows. Planned (plan_packs, plan_model.pack_bytes): the copy replaces
  * the matrix's file pages in the resident set, because each slice's pages are
  * dropped (MADV_DONTNEED: they stay in the page cache, not in this process)
