@@ -9,10 +9,13 @@
 # temporary folder (about 4 GB at peak) and are deleted at the end. With
 # LLAMA_BENCH=PATH (llama.cpp's llama-bench), llama.cpp runs the same files;
 # PL_BENCH_FILES=DIR keeps the files there and reuses them on the next run.
+# PL_BENCH_ROUNDS=N (default 1) repeats every measurement N times and prints
+# medians: one round's figures move by 10-25 % on a shared VM.
 # Usage: bench/run_cpu.sh [BUILD_DIR]     Figures only; nothing is asserted.
 set -eu
 B=${1:-build}
 CLI=$B/pocketllm
+ROUNDS=${PL_BENCH_ROUNDS:-1}
 cd "$(dirname "$0")/.."
 vocab=../shared/models/kjv-llama-f16.gguf  # a 32000-token Llama-2 vocabulary
 [ -f "$vocab" ] || { echo "run_cpu: $vocab is needed for the 32000-token vocabulary; skipped"; exit 0; }
@@ -42,23 +45,37 @@ llama() { # FILE THREADS -> "pp tg" tok/s
 printf '\n%-8s | %9s %9s %6s | %9s %9s %6s | %9s %9s | %8s\n' type "pp128 t2" "issue" ratio "tg32 t2" "issue" ratio \
     "tg32 t1" "--no-rpk" "bw t2"
 [ -n "$LB" ] && printf '%-8s | %9s %9s %6s | %9s %9s %6s | %9s %9s |\n' "" "" "llama.cpp" ratio "" "llama.cpp" ratio \
-    "llama.cpp" ""
+    "llama.cpp" "ratio"
+# Column C's median over the rounds' lines in FILE.
+median() { awk -v c="$2" '{ print $c }' "$1" | sort -g | awk '{ v[NR] = $1 } END { print NR % 2 ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 for t in Q4_0:179:52.8 Q8_0:125:31.9 Q4_K_M:84:44.7; do
     name=${t%%:*} rest=${t#*:} ref_pp=${rest%%:*} ref_tg=${rest#*:}
-    $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 2 -r 3 --json > "$tmp/t2.json"
-    $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 1 -r 3 --json > "$tmp/t1.json"
-    $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 2 -r 3 --json --no-repack > "$tmp/nr.json"
-    pp=$(json "$tmp/t2.json" pp_tok_s) tg=$(json "$tmp/t2.json" tg_tok_s) tg1=$(json "$tmp/t1.json" tg_tok_s)
-    nr=$(json "$tmp/nr.json" tg_tok_s) bwf=$(json "$tmp/t2.json" bandwidth_fraction)
-    awk -v n="$name" -v pp="$pp" -v rpp="$ref_pp" -v tg="$tg" -v rtg="$ref_tg" -v tg1="$tg1" -v nr="$nr" -v bwf="$bwf" 'BEGIN {
+    : > "$tmp/rounds"
+    for _ in $(seq "$ROUNDS"); do # each round: ours, then llama.cpp's, back to back
+        $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 2 -r 3 --json > "$tmp/t2.json"
+        $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 1 -r 3 --json > "$tmp/t1.json"
+        $CLI bench -m "$tmp/$name.gguf" -p 128 -n 32 -t 2 -r 3 --json --no-repack > "$tmp/nr.json"
+        lpp=0 ltg=0 ltg1=0
+        if [ -n "$LB" ]; then
+            read -r lpp ltg < <(llama "$tmp/$name.gguf" 2)
+            read -r _ ltg1 < <(llama "$tmp/$name.gguf" 1)
+        fi
+        pp=$(json "$tmp/t2.json" pp_tok_s) tg=$(json "$tmp/t2.json" tg_tok_s)
+        echo "$pp $tg $(json "$tmp/t1.json" tg_tok_s) $(json "$tmp/nr.json" tg_tok_s)" \
+            "$(json "$tmp/t2.json" bandwidth_fraction) $lpp $ltg $ltg1" |
+            awk '{ print $0, ($6 > 0 ? $1 / $6 : 0), ($7 > 0 ? $2 / $7 : 0), ($8 > 0 ? $3 / $8 : 0) }' >> "$tmp/rounds"
+    done
+    m() { median "$tmp/rounds" "$1"; }
+    awk -v n="$name" -v pp="$(m 1)" -v rpp="$ref_pp" -v tg="$(m 2)" -v rtg="$ref_tg" -v tg1="$(m 3)" -v nr="$(m 4)" \
+        -v bwf="$(m 5)" 'BEGIN {
         printf "%-8s | %9.1f %9.1f %5.2fx | %9.1f %9.1f %5.2fx | %9.1f %9.1f | %7.1f%%\n", n, pp, rpp, pp / rpp, tg, rtg, tg / rtg, tg1, nr, 100 * bwf }'
     if [ -n "$LB" ]; then
-        read -r lpp ltg < <(llama "$tmp/$name.gguf" 2)
-        read -r _ ltg1 < <(llama "$tmp/$name.gguf" 1)
-        awk -v pp="$pp" -v lpp="$lpp" -v tg="$tg" -v ltg="$ltg" -v tg1="$tg1" -v ltg1="$ltg1" 'BEGIN {
-            printf "%-8s | %9s %9.1f %5.2fx | %9s %9.1f %5.2fx | %9.1f %9s |\n", "", "", lpp, pp / lpp, "", ltg, tg / ltg, ltg1, "" }'
+        awk -v lpp="$(m 6)" -v rpp="$(m 9)" -v ltg="$(m 7)" -v rtg="$(m 10)" -v ltg1="$(m 8)" -v r1="$(m 11)" 'BEGIN {
+            printf "%-8s | %9s %9.1f %5.2fx | %9s %9.1f %5.2fx | %9.1f %8.2fx |\n", "", "", lpp, rpp, "", ltg, rtg, ltg1, r1 }'
     fi
 done
 echo "(tok/s; issue = the issue's llama.cpp figures (Feb 2025, a Zen 5 with AVX-512); llama.cpp = LLAMA_BENCH on"
 echo " these files and cores; --no-rpk = tg32 t2 with --no-repack; bw t2 = weight bytes per token x tg32 over"
-echo " the machine's measured 2-thread read bandwidth)"
+echo " the machine's measured 2-thread read bandwidth; under --no-rpk: tg32 t1 over llama.cpp's)"
+echo "(each figure the median of $ROUNDS round(s); a ratio is the median of the rounds' ratios, each round"
+echo " running both engines back to back, since this kind of machine's speed drifts between minutes)"
