@@ -353,6 +353,31 @@ static void test_alignment_64(void) {
     free(p);
 }
 
+/* A file without tensors has nothing to align: the writer ends it after the
+ * header whatever general.alignment says (2^30 here; padding would write a
+ * GiB of zeros, as the GGUF fuzz target found), and the reader accepts it. */
+static void test_alignment_no_tensors(void) {
+    char *p = tmp_file();
+    REQUIRE(p, "mkstemp");
+    gguf_writer *w = gguf_writer_new();
+    REQUIRE(w, "writer");
+    REQUIRE_OK(gguf_writer_set_u32(w, "general.alignment", 1u << 30));
+    REQUIRE_OK(gguf_writer_set_str(w, "general.architecture", "llama"));
+    REQUIRE_OK(gguf_writer_write_file(w, p));
+    gguf_file *f = NULL;
+    REQUIRE_OK(gguf_open(p, &f));
+    uint32_t a = 0;
+    CHECK(f->n_tensors == 0 && f->alignment == 1u << 30, "alignment %" PRIu64, f->alignment);
+    CHECK(gguf_get_u32(f, "general.alignment", &a) == PL_OK && a == 1u << 30, "alignment key");
+    /* header 24 + key/values (8 + 17 + 4 + 4) + (8 + 20 + 4 + 8 + 5), no padding */
+    CHECK(f->size == 24 + 33 + 45 && f->data_offset == f->size, "size %" PRIu64 ", data_offset %" PRIu64, f->size,
+          f->data_offset);
+    gguf_close(f);
+    gguf_writer_free(w);
+    remove(p);
+    free(p);
+}
+
 static void test_getters(void) {
     char *p = tmp_file();
     REQUIRE(p, "mkstemp");
@@ -890,6 +915,7 @@ static void test_nested_arrays(void) {
 int main(void) {
     RUN(test_roundtrip);
     RUN(test_alignment_64);
+    RUN(test_alignment_no_tensors);
     RUN(test_getters);
     RUN(test_writer_errors);
     RUN(test_real_models);

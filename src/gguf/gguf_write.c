@@ -1,8 +1,9 @@
 /*
  * GGUF writer: collects metadata (each value kept already encoded, exactly as
  * it will appear in the file) and tensor descriptions, then emits a GGUF v3
- * file: header, key/values, tensor infos, padding to the alignment, and each
- * tensor's bytes padded to the alignment, in the order the tensors were added.
+ * file: header, key/values, tensor infos, padding to the alignment (when there
+ * are tensors), and each tensor's bytes padded to the alignment, in the order
+ * the tensors were added.
  *
  * Offsets are computed when the header is written, so general.alignment may
  * be set at any time before that. Streaming mode writes the header, then the
@@ -349,7 +350,9 @@ pl_status gguf_writer_write_header(gguf_writer *w, FILE *fp) {
         if ((st = gguf_out_u32(w, fp, t->type)) || (st = gguf_out_u64(w, fp, t->offset))) return st;
         written += 8 + strlen(t->name) + 4 + 8 * (uint64_t)t->n_dims + 4 + 8;
     }
-    if ((st = gguf_pad(w, fp, written))) return st;
+    /* a file without tensors has an empty data section, so nothing to align:
+     * padding it would cost up to general.alignment (2^31) bytes of zeros */
+    if (w->n_t && (st = gguf_pad(w, fp, written))) return st;
     w->header_done = true;
     w->next = 0;
     return PL_OK;
