@@ -585,12 +585,21 @@ static void check_matmul_as(const wtype *w, pl_pool *pool, int64_t n_in, int64_t
         memset(P, 0xA5, wrow * (size_t)n_out);
         kern_pack(&m, 0, n_out / kern_pack_group_rows(), P);
         uint8_t *row = malloc(wrow);
+        float *fa = malloc(sizeof(float) * (size_t)n_in), *fb = malloc(sizeof(float) * (size_t)n_in);
+        const kern_matrix mp = {.data = W, .type = w->type, .n_in = n_in, .n_out = n_out, .packed = P};
         for (int64_t r = 0; r < n_out; r++) {
             kern_unpack_row(&m, P, r, row);
             CHECK(memcmp(row, W + (size_t)r * wrow, wrow) == 0, "%s n_in=%lld: packed row %lld unpacks differently",
                   quant_get(w->type)->name, (long long)n_in, (long long)r);
+            /* a packed embedding's lookup: the row's floats from the copy */
+            tr->to_float(W + (size_t)r * wrow, fa, n_in);
+            kern_row_to_float(&mp, r, fb);
+            CHECK(memcmp(fa, fb, sizeof(float) * (size_t)n_in) == 0, "%s n_in=%lld: packed row %lld to float differs",
+                  quant_get(w->type)->name, (long long)n_in, (long long)r);
         }
         free(row);
+        free(fa);
+        free(fb);
         m.packed = P;
     }
     const size_t scratch_bytes = kern_matmul_scratch(&m, T);
@@ -694,7 +703,7 @@ static void packed_at_level(kern_level level) {
     for (int i = 0; i < N_WTYPES; i++) {
         const uint32_t type = k_wtypes[i].type;
         const int64_t blck = quant_get(type)->blck, n_ins[] = {blck, 10 * blck, 4352};
-        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0 || type == QT_Q8_0 || type == QT_Q4_K), "%s: packing support",
+        CHECK(kern_pack_supported(type, 256, 8) == (type == QT_Q4_0 || type == QT_Q8_0 || type == QT_Q4_K || type == QT_Q6_K), "%s: packing support",
               quant_get(type)->name);
         if (!kern_pack_supported(type, 256, 8)) continue;
         CHECK(!kern_pack_supported(type, 256, 12) && !kern_pack_supported(type, 256 + blck / 2, 8),

@@ -70,7 +70,7 @@ typedef struct kern_matrix {
 
 /* Row-interleaved copies of weight matrices (pack.c): the same bytes as the
  * rows, in an order the matrix-vector kernels stream faster. Supported: Q4_0,
- * Q8_0 and Q4_K with n_out a multiple of 8 (kern_pack_group_rows), any
+ * Q8_0, Q4_K and Q6_K with n_out a multiple of 8 (kern_pack_group_rows), any
  * kernel level.
  * kern_pack_pays: supported, and the level in use has a kernel for which
  * the copy pays (the loader packs only then). */
@@ -86,6 +86,9 @@ int kern_pack_group_rows(void);
 void kern_pack(const kern_matrix *w, int64_t g0, int64_t g1, void *dst);
 /* Row r of a packed copy back in the plain layout (one row's bytes). */
 void kern_unpack_row(const kern_matrix *w, const void *packed, int64_t r, void *dst);
+/* Row r of w as n_in floats, read from w->packed when there is one (block by
+ * block: no row buffer), else from w->data. A tied embedding's lookups. */
+void kern_row_to_float(const kern_matrix *w, int64_t r, float *dst);
 
 /* Bytes of scratch kern_matmul needs for T activation rows (at the kernel
  * level in use). */

@@ -29,6 +29,15 @@
  *        are sub-block 2p levels 4k.., high nibbles sub-block 2p+1)
  * The 6-bit scales take the same 96 bits per row as in the file, only
  * regrouped so a kernel decodes 64 of them with a few vector operations.
+ * Q6_K unit (8 x 210 = 1680 bytes):
+ *   0    8 x fp16 d
+ *   16   128 bytes: entry 8s + r = the int8 scale of sub-block s (16 levels), row r
+ *   144  16 triples of chunks, in the order a kernel reads them: triple 8n + k
+ *        (half n = 0, 1; k = 0..7) = each row's ql[64n + 4k ..], ql[64n + 32 + 4k ..]
+ *        and qh[32n + 4k ..] (4 bytes each), which hold levels 128n + 4k..,
+ *        +32, +64 and +96 as the file's bytes do
+ * (one forward stream: with ql and qh in separate regions, read a sub-block
+ * column at a time, a 2048 x 8192 product ran 2x slower out of cache.)
  *
  * The kernels reading packed copies are kern_ops.packed tables: portable
  * ones here (every level can run packed weights, e.g. after kern_force),
@@ -40,6 +49,7 @@
 
 #include "../quant/quant_ref.h"
 
+#include <stddef.h>
 #include <string.h>
 
 enum { PACK_ROWS = 8 };
@@ -137,10 +147,44 @@ static void unpack_q4_K(const uint8_t *u, int r, uint8_t *block) {
     unpack_chunks(u + 128, 32, r, y->qs);
 }
 
+_Static_assert(144 + 16 * 96 == PACK_ROWS * sizeof(block_q6_K), "the Q6_K unit has the 8 blocks' size");
+
+/* byte offsets in a Q6_K block of triple i's three 4-byte slices */
+static void q6_K_triple(int i, size_t off[3]) {
+    const int n = i / 8, k = i % 8;
+    off[0] = offsetof(block_q6_K, ql) + 64 * n + 4 * k;
+    off[1] = off[0] + 32;
+    off[2] = offsetof(block_q6_K, qh) + 32 * n + 4 * k;
+}
+
+static void pack_q6_K(const uint8_t *const src[PACK_ROWS], int64_t b, uint8_t *u) {
+    for (int r = 0; r < PACK_ROWS; r++) {
+        const uint8_t *x = src[r] + (size_t)b * sizeof(block_q6_K);
+        memcpy(u + 2 * r, x + offsetof(block_q6_K, d), 2);
+        for (int s = 0; s < QK_K / 16; s++) u[16 + 8 * s + r] = x[offsetof(block_q6_K, scales) + s];
+        for (int i = 0; i < 16; i++) {
+            size_t off[3];
+            q6_K_triple(i, off);
+            for (int c = 0; c < 3; c++) memcpy(u + 144 + 96 * i + 32 * c + 4 * r, x + off[c], 4);
+        }
+    }
+}
+
+static void unpack_q6_K(const uint8_t *u, int r, uint8_t *block) {
+    memcpy(block + offsetof(block_q6_K, d), u + 2 * r, 2);
+    for (int s = 0; s < QK_K / 16; s++) block[offsetof(block_q6_K, scales) + s] = u[16 + 8 * s + r];
+    for (int i = 0; i < 16; i++) {
+        size_t off[3];
+        q6_K_triple(i, off);
+        for (int c = 0; c < 3; c++) memcpy(block + off[c], u + 144 + 96 * i + 32 * c + 4 * r, 4);
+    }
+}
+
 static const pack_desc k_packs[] = {
     {QT_Q4_0, QK4_0, sizeof(block_q4_0), pack_q4_0, unpack_q4_0},
     {QT_Q8_0, QK8_0, sizeof(block_q8_0), pack_q8_0, unpack_q8_0},
     {QT_Q4_K, QK_K, sizeof(block_q4_K), pack_q4_K, unpack_q4_K},
+    {QT_Q6_K, QK_K, sizeof(block_q6_K), pack_q6_K, unpack_q6_K},
 };
 
 static const pack_desc *pack_find(uint32_t type) {
@@ -180,6 +224,23 @@ void kern_unpack_row(const kern_matrix *w, const void *packed, int64_t r, void *
         p->unpack(u, (int)(r % PACK_ROWS), (uint8_t *)dst + (size_t)b * p->bytes);
 }
 
+void kern_row_to_float(const kern_matrix *w, int64_t r, float *dst) {
+    const quant_traits *tr = quant_get(w->type);
+    const size_t row = quant_row_size(w->type, w->n_in);
+    if (!w->packed) {
+        tr->to_float((const uint8_t *)w->data + (size_t)r * row, dst, w->n_in);
+        return;
+    }
+    const pack_desc *p = pack_find(w->type);
+    const int64_t nb = w->n_in / p->blck;
+    const uint8_t *u = (const uint8_t *)w->packed + (size_t)(r / PACK_ROWS) * PACK_ROWS * row;
+    _Alignas(16) uint8_t block[sizeof(block_q6_K)]; /* the largest packed block (pack_ref_rows) */
+    for (int64_t b = 0; b < nb; b++, u += PACK_ROWS * p->bytes) {
+        p->unpack(u, (int)(r % PACK_ROWS), block);
+        tr->to_float(block, dst + b * p->blck, p->blck);
+    }
+}
+
 /* ------------------------------------------------------ portable kernels */
 
 /* Activations in the type's vec_dot_type, by the dispatched quantizer
@@ -199,8 +260,9 @@ static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, uint32
     const quant_traits *tr = quant_get(type);
     const int64_t nb = j->n_in / p->blck;
     const size_t unit = PACK_ROWS * p->bytes;
-    _Alignas(16) uint8_t block[sizeof(block_q4_K)];
-    _Static_assert(sizeof(block_q4_K) >= sizeof(block_q4_0) && sizeof(block_q4_K) >= sizeof(block_q8_0),
+    _Alignas(16) uint8_t block[sizeof(block_q6_K)];
+    _Static_assert(sizeof(block_q6_K) >= sizeof(block_q4_0) && sizeof(block_q6_K) >= sizeof(block_q8_0) &&
+                       sizeof(block_q6_K) >= sizeof(block_q4_K),
                    "the block buffer holds every packed type's block");
     for (int64_t row = r0 / PACK_ROWS * PACK_ROWS; row < r1; row++) {
         const uint8_t *grp = j->w + (size_t)(row / PACK_ROWS) * PACK_ROWS * j->w_row;
@@ -231,8 +293,13 @@ static void pack_ref_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
     pack_ref_rows(j, r0, r1, QT_Q4_K, sizeof(block_q8_K));
 }
 
+static void pack_ref_rows_q6_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+    pack_ref_rows(j, r0, r1, QT_Q6_K, sizeof(block_q8_K));
+}
+
 void kern_pack_install_ref(kern_ops *o) {
     o->packed[QT_Q4_0] = (kern_gemm){pack_act_size_q8_0, pack_act_q8_0, pack_ref_rows_q4_0, PACK_ROWS, 1};
     o->packed[QT_Q8_0] = (kern_gemm){pack_act_size_q8_0, pack_act_q8_0, pack_ref_rows_q8_0, PACK_ROWS, 1};
     o->packed[QT_Q4_K] = (kern_gemm){pack_act_size_q8_K, pack_act_q8_K, pack_ref_rows_q4_K, PACK_ROWS, 1};
+    o->packed[QT_Q6_K] = (kern_gemm){pack_act_size_q8_K, pack_act_q8_K, pack_ref_rows_q6_K, PACK_ROWS, 1};
 }

@@ -1,5 +1,5 @@
 /*
- * x86_avx2_packed: AVX2 matmul on Q4_0, Q8_0 and Q4_K weights packed 8 rows
+ * x86_avx2_packed: AVX2 matmul on Q4_0, Q8_0, Q4_K and Q6_K weights packed 8 rows
  * at a time (pack.c's layouts), for decode and prompts alike.
  *
  * Q4_0 below; Q8_0 (signed levels: |w| times activations signed by w) and
@@ -276,21 +276,113 @@ static inline __attribute__((always_inline)) void pk_q4_K_units(const uint8_t *u
     }
 }
 
-/* Units are decoded once per group and column and used for every token;
- * the 8 rows' running sums of each token live in Y (bias first). */
-static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
+/* ------------------------------------------------------------- Q6_K */
+
+/* Levels from a triple (A, B, H) of a unit (pack.c): j = 0, 1 take the low
+ * nibbles of A and B, j = 2, 3 their high nibbles, each with its 2 bits of H
+ * (bits 2j, 2j + 1) as bits 4-5; 4 levels (0..63) of each row in its lane. */
+static inline __attribute__((always_inline)) void pk_q6_levels(const uint8_t *c, __m256i v[4]) {
+    const __m256i m4 = _mm256_set1_epi8(0xF), m30 = _mm256_set1_epi8(0x30);
+    const __m256i a = a2_load(c), b = a2_load(c + 32), h = a2_load(c + 64);
+    v[0] = _mm256_or_si256(_mm256_and_si256(a, m4), _mm256_and_si256(_mm256_slli_epi16(h, 4), m30));
+    v[1] = _mm256_or_si256(_mm256_and_si256(b, m4), _mm256_and_si256(_mm256_slli_epi16(h, 2), m30));
+    v[2] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(a, 4), m4), _mm256_and_si256(h, m30));
+    v[3] = _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(b, 4), m4),
+                           _mm256_and_si256(_mm256_srli_epi16(h, 2), m30));
+}
+
+/* A unit's scales as madd operands: sc[s] lane r = (scale, scale) of row r,
+ * sub-block s; mx[q] lane r = (scale of 2q, scale of 2q + 1). */
+static inline void pk_q6_K_scales(const uint8_t *u, __m256i sc[16], __m256i mx[8]) {
+    __m256i x[16];
+    for (int s = 0; s < 16; s++) {
+        x[s] = _mm256_cvtepi8_epi32(_mm_loadl_epi64((const __m128i *)(u + 16 + 8 * s)));
+        sc[s] = _mm256_blend_epi16(x[s], _mm256_slli_epi32(x[s], 16), 0xAA);
+    }
+    for (int q = 0; q < 8; q++) mx[q] = _mm256_blend_epi16(x[2 * q], _mm256_slli_epi32(x[2 * q + 1], 16), 0xAA);
+}
+
+/* One unit against nt tokens' Q8_K blocks, added to each token's 8 row sums
+ * in out[t]. Per sub-block, two chunks' maddubs pair sums add as int16
+ * (|sum| <= 2 * 2 * 63 * 128 < 2^15), then one madd applies each row's
+ * scale; the levels' +32 comes off through the activations' 16-element sums
+ * (32 * sum over s of scale * bsum, by madd with the scale pairs). */
+static inline __attribute__((always_inline)) void pk_q6_K_units(const uint8_t *u, const block_q8_K *const y[],
+                                                                const int nt, const __m256i sc[16],
+                                                                const __m256i mx[8], __m256 dw, float *const out[]) {
+    __m256i isum[PK_MAX_NT];
+    PK_UNROLL
+    for (int t = 0; t < nt; t++) {
+        __m256i off = _mm256_setzero_si256();
+        for (int q = 0; q < 8; q++) {
+            int32_t bs;
+            memcpy(&bs, y[t]->bsums + 2 * q, sizeof bs);
+            off = _mm256_add_epi32(off, _mm256_madd_epi16(mx[q], _mm256_set1_epi32(bs)));
+        }
+        isum[t] = _mm256_sub_epi32(_mm256_setzero_si256(), _mm256_slli_epi32(off, 5));
+    }
+    /* triples 8n + 2kk and 8n + 2kk + 1 hold levels 128n + 32j + 8kk.. (4 + 4)
+     * of sub-block 8n + 2j + kk / 2, for each j */
+    for (int n = 0; n < 2; n++) {
+        PK_UNROLL
+        for (int kk = 0; kk < 4; kk++) {
+            __m256i v0[4], v1[4];
+            pk_q6_levels(u + 144 + 96 * (8 * n + 2 * kk), v0);
+            pk_q6_levels(u + 144 + 96 * (8 * n + 2 * kk + 1), v1);
+            PK_UNROLL
+            for (int j = 0; j < 4; j++) {
+                const __m256i s = sc[8 * n + 2 * j + kk / 2];
+                PK_UNROLL
+                for (int t = 0; t < nt; t++) {
+                    const int8_t *q8 = y[t]->qs + 128 * n + 32 * j + 8 * kk;
+                    const __m256i p = _mm256_add_epi16(_mm256_maddubs_epi16(v0[j], pk_bcast(q8)),
+                                                       _mm256_maddubs_epi16(v1[j], pk_bcast(q8 + 4)));
+                    isum[t] = _mm256_add_epi32(isum[t], _mm256_madd_epi16(p, s));
+                    PK_PIN(isum[t]);
+                }
+            }
+        }
+    }
+    PK_UNROLL
+    for (int t = 0; t < nt; t++) {
+        const __m256 d = _mm256_mul_ps(dw, _mm256_set1_ps(y[t]->d));
+        _mm256_storeu_ps(out[t], _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(isum[t]), _mm256_loadu_ps(out[t])));
+    }
+}
+
+/* ------------------------------------------------- K-quant row groups */
+
+/* A unit's decoded scales (Q4_K: sc[0..7], mins in mx[0..3]) and fp16 d, dmin. */
+typedef struct pk_k_unit {
+    __m256i sc[16], mx[8];
+    __m256 dw, dm;
+} pk_k_unit;
+
+static inline __attribute__((always_inline)) void pk_k_units(const uint8_t *u, const block_q8_K *const y[], const int nt,
+                                                             const pk_k_unit *k, float *const out[], const int q6) {
+    if (q6) pk_q6_K_units(u, y, nt, k->sc, k->mx, k->dw, out);
+    else pk_q4_K_units(u, y, nt, k->sc, k->mx, k->dw, k->dm, out);
+}
+
+/* Rows [r0, r1) of packed Q4_K (q6 = 0) or Q6_K (1): per group, the 8 rows'
+ * running sums of each token live in Y (bias first); per block column, a
+ * unit's scales are decoded once and the unit is used for every token,
+ * PK_MAX_NT at a time. */
+static inline __attribute__((always_inline)) void pk_k_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, const int q6) {
     const int64_t nb = j->n_in / QK_K;
+    const size_t unit = PK_ROWS * (q6 ? sizeof(block_q6_K) : sizeof(block_q4_K));
     for (int64_t g = r0 / PK_ROWS; g < r1 / PK_ROWS; g++) {
         const uint8_t *grp = j->w + (size_t)g * PK_ROWS * j->w_row;
         const int64_t row0 = g * PK_ROWS;
         const __m256 bias = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
         for (int t = 0; t < j->T; t++) _mm256_storeu_ps(j->Y + (size_t)t * (size_t)j->ldy + row0, bias);
         for (int64_t b = 0; b < nb; b++) {
-            const uint8_t *u = grp + (size_t)b * 8 * sizeof(block_q4_K);
-            __m256i sc[8], mp[4];
-            pk_q4_K_scales(u, sc, mp);
-            const __m256 dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
-            const __m256 dm = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(u + 16)));
+            const uint8_t *u = grp + (size_t)b * unit;
+            pk_k_unit k;
+            if (q6) pk_q6_K_scales(u, k.sc, k.mx);
+            else pk_q4_K_scales(u, k.sc, k.mx);
+            k.dw = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)u));
+            k.dm = q6 ? _mm256_setzero_ps() : _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(u + 16)));
             for (int t = 0; t < j->T; t += PK_MAX_NT) {
                 const int nt = j->T - t < PK_MAX_NT ? j->T - t : PK_MAX_NT;
                 const block_q8_K *y[PK_MAX_NT];
@@ -300,15 +392,18 @@ static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) {
                     out[c] = j->Y + (size_t)(t + c) * (size_t)j->ldy + row0;
                 }
                 switch (nt) { /* each count compiled with its loops unrolled */
-                case 4: pk_q4_K_units(u, y, 4, sc, mp, dw, dm, out); break;
-                case 3: pk_q4_K_units(u, y, 3, sc, mp, dw, dm, out); break;
-                case 2: pk_q4_K_units(u, y, 2, sc, mp, dw, dm, out); break;
-                default: pk_q4_K_units(u, y, 1, sc, mp, dw, dm, out); break;
+                case 4: pk_k_units(u, y, 4, &k, out, q6); break;
+                case 3: pk_k_units(u, y, 3, &k, out, q6); break;
+                case 2: pk_k_units(u, y, 2, &k, out, q6); break;
+                default: pk_k_units(u, y, 1, &k, out, q6); break;
                 }
             }
         }
     }
 }
+
+static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) { pk_k_rows(j, r0, r1, 0); }
+static void pk_rows_q6_K(const kern_gemm_job *j, int64_t r0, int64_t r1) { pk_k_rows(j, r0, r1, 1); }
 
 void kern_avx2_install_packed(kern_ops *o) {
     o->packed[QT_Q4_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q4_0, PK_ROWS, 1};
@@ -317,6 +412,8 @@ void kern_avx2_install_packed(kern_ops *o) {
     o->packed_pays[QT_Q8_0] = true;
     o->packed[QT_Q4_K].rows = pk_rows_q4_K; /* the portable entry's Q8_K activations */
     o->packed_pays[QT_Q4_K] = true;
+    o->packed[QT_Q6_K].rows = pk_rows_q6_K; /* the portable entry's Q8_K activations */
+    o->packed_pays[QT_Q6_K] = true;
 }
 
 #if defined(__clang__)
