@@ -22,6 +22,7 @@
 
 #include "core/alloc.h"
 #include "gguf/gguf.h"
+#include "model/model.h"
 #include "model/random_model.h"
 #include "plan/plan.h"
 #include "pocketllm.h"
@@ -220,10 +221,82 @@ static void test_lora_planned_and_charged(void) {
 
 /* ------------------------------------------------------------ repacking */
 
+/* A model loaded packed (models[0]) and with --no-repack (models[1]): the
+ * plans and charges hold `want` bytes of packed copies (none without), each
+ * run's peak (rss, measured by the CLI) matches its plan and packing does
+ * not hold weights twice, and the logits of a prompt step (8 tokens) and a
+ * decode step agree: close at the level in use (float order differs, and a
+ * random model amplifies rounding: AVX2 and scalar row dots differ by
+ * ~0.5 %), and equal bit for bit at the scalar level, whose packed kernels
+ * sum as the reference dot does (so loading, slicing, page dropping and
+ * lookups of a packed embedding lost nothing). */
+static void repack_check(const char *path, int V, uint64_t want, const pl_ctx_params *cp, pl_model *models[2],
+                         pl_plan p[2]) {
+    int64_t rss[2] = {0, 0};
+    if (access(g_cli, X_OK) == 0 && !getenv("PL_ASAN")) {
+        rss[0] = run_peak_rss_opt(path, cp->n_ctx, NULL, NULL);
+        rss[1] = run_peak_rss_opt(path, cp->n_ctx, NULL, "--no-repack");
+    }
+    for (int k = 0; k < 2; k++) {
+        pl_model_params mp = pl_model_default_params();
+        mp.budget_bytes = PL_BUDGET_NONE;
+        mp.no_repack = k;
+        const uint64_t w0 = mem_total_kind(MEM_WEIGHTS);
+        pl_model *m = NULL;
+        REQUIRE(pl_model_load(path, &mp, &m) == PL_OK, "%s", pl_last_error());
+        const uint64_t charged = mem_total_kind(MEM_WEIGHTS) - w0;
+        CHECK(pl_plan_model(m, cp, &p[k]) == PL_OK, "%s", pl_last_error());
+        CHECK((uint64_t)p[k].weights_packed == (k ? 0 : want) && charged == (k ? 0 : want),
+              "no_repack=%d: planned %.2f MiB packed, charged %.2f, want %.2f", k, mib(p[k].weights_packed),
+              mib((int64_t)charged), mib((int64_t)(k ? 0 : want)));
+        models[k] = m;
+    }
+    const kern_level best = kern_level_get();
+    float *logits = malloc(sizeof(float) * 4 * (size_t)V); /* [model][step][V] */
+    REQUIRE(logits, "out of memory");
+    for (int level = 0; level < 2; level++) {
+        if (level) kern_force(KERN_SCALAR);
+        for (int k = 0; k < 2; k++) {
+            pl_ctx *c = NULL;
+            REQUIRE(pl_ctx_new(models[k], cp, &c) == PL_OK, "%s", pl_last_error());
+            const pl_token toks[] = {1, 17, 42, 99, 7, 250, 3, 64}, next = 5;
+            REQUIRE(pl_ctx_decode(c, toks, 8) == PL_OK, "%s", pl_last_error());
+            memcpy(logits + (size_t)(2 * k) * V, pl_ctx_logits(c, -1), sizeof(float) * (size_t)V);
+            REQUIRE(pl_ctx_decode(c, &next, 1) == PL_OK, "%s", pl_last_error());
+            memcpy(logits + (size_t)(2 * k + 1) * V, pl_ctx_logits(c, -1), sizeof(float) * (size_t)V);
+            pl_ctx_free(c);
+        }
+        for (int step = 0; step < 2; step++) {
+            const float *a = logits + (size_t)step * V, *b = logits + (size_t)(2 + step) * V;
+            double max_abs = 0, max_diff = 0;
+            for (int i = 0; i < V; i++) {
+                max_abs = fmax(max_abs, fabs(b[i]));
+                max_diff = fmax(max_diff, fabs(a[i] - b[i]));
+            }
+            CHECK(max_abs > 0 && (level ? max_diff == 0 : max_diff <= 0.05 * max_abs),
+                  "level %s step %d: packed logits differ by %g (max |logit| %g)", kern_level_name(), step, max_diff,
+                  max_abs);
+        }
+    }
+    free(logits);
+    kern_force(best);
+    if (rss[0] > 0 && rss[1] > 0) {
+        printf("   repack: plan %.2f MiB (packed %.2f)  measured %.2f MiB; --no-repack: plan %.2f  measured %.2f MiB\n",
+               mib(p[0].total_bytes), mib(p[0].weights_packed), mib(rss[0]), mib(p[1].total_bytes), mib(rss[1]));
+        for (int k = 0; k < 2; k++) {
+            const int64_t diff = rss[k] > p[k].total_bytes ? rss[k] - p[k].total_bytes : p[k].total_bytes - rss[k];
+            CHECK(diff <= (3 << 20) || diff * 20 <= p[k].total_bytes, "no_repack=%d: plan off by %.2f MiB", k, mib(diff));
+        }
+        /* packing moves the weights, it does not hold them twice: the peaks
+         * differ by at most a slice in flight (1 MiB) and page rounding */
+        CHECK(rss[0] - rss[1] <= (2 << 20), "repacked peak %.2f MiB vs %.2f MiB", mib(rss[0]), mib(rss[1]));
+    }
+}
+
 /* Q4_0 matrices packed at load (kern_pack): planned as anonymous copies that
- * replace their file pages, charged as such, measured so (a run's peak with
- * and without --no-repack, against its plan), and computing what the file's
- * rows compute; a LoRA merge frees the copies of the matrices it replaces. */
+ * replace their file pages, charged as such, measured so, and computing what
+ * the file's rows compute (repack_check); a LoRA merge frees the copies of
+ * the matrices it replaces. */
 static void test_repack_planned_and_measured(void) {
     char path[600];
     snprintf(path, sizeof path, "%s/repack.gguf", g_tmp);
@@ -239,61 +312,11 @@ static void test_repack_planned_and_measured(void) {
         for (int i = 0; i < 7; i++) want += mem_held(quant_row_size(QT_Q4_0, shapes[i][0]) * (size_t)shapes[i][1]);
     want += mem_held(quant_row_size(QT_Q4_0, C) * V);
     if (!pays) want = 0;
-    const int n_ctx = 128;
-    int64_t rss[2] = {0, 0};
-    if (access(g_cli, X_OK) == 0 && !getenv("PL_ASAN")) {
-        rss[0] = run_peak_rss_opt(path, n_ctx, NULL, NULL);
-        rss[1] = run_peak_rss_opt(path, n_ctx, NULL, "--no-repack");
-    }
     pl_ctx_params cp = pl_ctx_default_params();
-    cp.n_ctx = n_ctx, cp.n_threads = 1;
+    cp.n_ctx = 128, cp.n_threads = 1;
     pl_plan p[2];
     pl_model *models[2] = {NULL, NULL};
-    for (int k = 0; k < 2; k++) {
-        pl_model_params mp = pl_model_default_params();
-        mp.budget_bytes = PL_BUDGET_NONE;
-        mp.no_repack = k;
-        const uint64_t w0 = mem_total_kind(MEM_WEIGHTS);
-        pl_model *m = NULL;
-        REQUIRE(pl_model_load(path, &mp, &m) == PL_OK, "%s", pl_last_error());
-        const uint64_t charged = mem_total_kind(MEM_WEIGHTS) - w0;
-        CHECK(pl_plan_model(m, &cp, &p[k]) == PL_OK, "%s", pl_last_error());
-        CHECK((uint64_t)p[k].weights_packed == (k ? 0 : want) && charged == (k ? 0 : want),
-              "no_repack=%d: planned %.2f MiB packed, charged %.2f, want %.2f", k, mib(p[k].weights_packed),
-              mib((int64_t)charged), mib((int64_t)(k ? 0 : want)));
-        models[k] = m;
-    }
-    /* logits of a prompt step (8 tokens) and a decode step, packed or not:
-     * close at the level in use (float order differs, and this random model
-     * amplifies rounding: AVX2 and scalar row dots differ by ~0.5 %), and
-     * equal bit for bit at the scalar level, whose packed kernel sums as the
-     * reference dot does (so loading, slicing and page dropping lost nothing) */
-    const kern_level best = kern_level_get();
-    for (int level = 0; level < 2; level++) {
-        if (level) kern_force(KERN_SCALAR);
-        float logits[2][2][V];
-        for (int k = 0; k < 2; k++) {
-            pl_ctx *c = NULL;
-            REQUIRE(pl_ctx_new(models[k], &cp, &c) == PL_OK, "%s", pl_last_error());
-            const pl_token toks[] = {1, 17, 42, 99, 7, 250, 3, 64}, next = 5;
-            REQUIRE(pl_ctx_decode(c, toks, 8) == PL_OK, "%s", pl_last_error());
-            memcpy(logits[k][0], pl_ctx_logits(c, -1), sizeof(float) * V);
-            REQUIRE(pl_ctx_decode(c, &next, 1) == PL_OK, "%s", pl_last_error());
-            memcpy(logits[k][1], pl_ctx_logits(c, -1), sizeof(float) * V);
-            pl_ctx_free(c);
-        }
-        for (int step = 0; step < 2; step++) {
-            double max_abs = 0, max_diff = 0;
-            for (int i = 0; i < V; i++) {
-                max_abs = fmax(max_abs, fabs(logits[1][step][i]));
-                max_diff = fmax(max_diff, fabs(logits[0][step][i] - logits[1][step][i]));
-            }
-            CHECK(max_abs > 0 && (level ? max_diff == 0 : max_diff <= 0.05 * max_abs),
-                  "level %s step %d: packed logits differ by %g (max |logit| %g)", kern_level_name(), step, max_diff,
-                  max_abs);
-        }
-    }
-    kern_force(best);
+    repack_check(path, V, want, &cp, models, p);
     /* merged matrices become f32 copies: their packed copies go (the
      * output's stays), in the charges and in the plan */
     char ad[600];
@@ -321,17 +344,41 @@ static void test_repack_planned_and_measured(void) {
           (long long)(p[0].total_bytes - p[1].total_bytes), (long long)round);
     CHECK(p[0].weights_copied - p[1].weights_copied == (int64_t)want, "copied grew by %.2f MiB",
           mib(p[0].weights_copied - p[1].weights_copied));
-    if (rss[0] > 0 && rss[1] > 0) {
-        printf("   repack: plan %.2f MiB (packed %.2f)  measured %.2f MiB; --no-repack: plan %.2f  measured %.2f MiB\n",
-               mib(p[0].total_bytes), mib(p[0].weights_packed), mib(rss[0]), mib(p[1].total_bytes), mib(rss[1]));
-        for (int k = 0; k < 2; k++) {
-            const int64_t diff = rss[k] > p[k].total_bytes ? rss[k] - p[k].total_bytes : p[k].total_bytes - rss[k];
-            CHECK(diff <= (3 << 20) || diff * 20 <= p[k].total_bytes, "no_repack=%d: plan off by %.2f MiB", k, mib(diff));
-        }
-        /* packing moves the weights, it does not hold them twice: the peaks
-         * differ by at most a slice in flight (1 MiB) and page rounding */
-        CHECK(rss[0] - rss[1] <= (2 << 20), "repacked peak %.2f MiB vs %.2f MiB", mib(rss[0]), mib(rss[1]));
-    }
+    unlink(path);
+}
+
+/* A tied Q6_K embedding is packed as the output matrix, and the embedding
+ * lookups read their rows from that copy (the file pages are dropped): the
+ * Q6_K layers' and the embedding's copies planned and charged, one copy
+ * shared by both uses, peaks against plans, logits as the file's rows give
+ * them (repack_check). */
+static void test_repack_tied_embedding(void) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/repack_tied.gguf", g_tmp);
+    enum { C = LR_C, L = 2, GD = LR_GD, F = LR_F, V = 320 };
+    const rm_spec s = {.arch = "llama", .C = C, .L = L, .H = 8, .G = 4, .D = 64, .F = F, .V = V, .t_qko = QT_Q6_K,
+                       .t_v = QT_Q6_K, .t_gu = QT_Q4_K, .t_down = QT_Q6_K, .t_embd = QT_Q6_K, .seed = 12};
+    REQUIRE(model_write_random(&s, path, NULL) == PL_OK, "%s", pl_last_error());
+    const struct { uint32_t type; int64_t n_in, n_out; } mats[] = {
+        {QT_Q6_K, C, C}, {QT_Q6_K, C, GD}, {QT_Q6_K, C, GD}, {QT_Q6_K, C, C}, {QT_Q4_K, C, F}, {QT_Q4_K, C, F}, {QT_Q6_K, F, C}};
+    uint64_t want = 0;
+    for (int l = 0; l < L; l++)
+        for (int i = 0; i < 7; i++)
+            if (kern_pack_pays(mats[i].type, mats[i].n_in, mats[i].n_out))
+                want += mem_held(quant_row_size(mats[i].type, mats[i].n_in) * (size_t)mats[i].n_out);
+    const bool embd_pays = kern_pack_pays(QT_Q6_K, C, V);
+    if (embd_pays) want += mem_held(quant_row_size(QT_Q6_K, C) * V);
+    pl_ctx_params cp = pl_ctx_default_params();
+    cp.n_ctx = 128, cp.n_threads = 1;
+    pl_plan p[2];
+    pl_model *models[2] = {NULL, NULL};
+    repack_check(path, V, want, &cp, models, p);
+    const pl_model *m = models[0];
+    CHECK(m->output.data == m->tok_embd.data && m->tok_embd.packed == m->output.packed &&
+              (m->output.packed != NULL) == embd_pays,
+          "the tied embedding shares the output's copy (packs: %d)", embd_pays);
+    pl_model_free(models[0]);
+    pl_model_free(models[1]);
     unlink(path);
 }
 
@@ -952,6 +999,7 @@ int main(int argc, char **argv) {
     RUN(test_plan_matches_measured_rss);
     RUN(test_lora_planned_and_charged);
     RUN(test_repack_planned_and_measured);
+    RUN(test_repack_tied_embedding);
     RUN(test_parse_bytes);
     RUN(test_device_profiles);
     RUN(test_cgroup_detection_fixtures);

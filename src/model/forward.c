@@ -194,10 +194,8 @@ static pl_status forward_step(pl_ctx *ctx, const pl_token *toks, int T, int firs
         pl_status st = gpu_forward_step(ctx, toks, T, first_logit, logit_row, &il0);
         if (st || il0 > hp->n_layer) return st;
     } else {
-        const quant_traits *et = quant_get(m->tok_embd.type);
-        const size_t erow = quant_row_size(m->tok_embd.type, C);
-        for (int t = 0; t < T; t++)
-            et->to_float((const uint8_t *)m->tok_embd.data + (size_t)toks[t] * erow, ctx->x + (size_t)t * C, C);
+        /* from the packed copy of a tied embedding: its file pages were dropped */
+        for (int t = 0; t < T; t++) kern_row_to_float(&m->tok_embd, toks[t], ctx->x + (size_t)t * C);
     }
     for (int il = il0; il < hp->n_layer; il++) {
         const model_layer *l = &m->layers[il];

@@ -1,7 +1,7 @@
 /*
  * Repacking at load: matrices whose kernel runs faster on row-interleaved
- * blocks (kern_pack_pays: Q4_0, Q8_0 and Q4_K on the AVX2 and AVX-512
- * levels, Q4_0 and Q4_K on dotprod) get an accounted copy in that layout, which kern_matmul reads instead of the
+ * blocks (kern_pack_pays: Q4_0, Q8_0, Q4_K and Q6_K on the AVX2 level, the
+ * same but Q6_K on AVX-512, Q4_0 and Q4_K on dotprod) get an accounted copy in that layout, which kern_matmul reads instead of the
  * file's rows. Planned (plan_packs, plan_model.pack_bytes): the copy replaces
  * the matrix's file pages in the resident set, because each slice's pages are
  * dropped (MADV_DONTNEED: they stay in the page cache, not in this process)
@@ -68,11 +68,12 @@ static void *pack_worker(void *arg) {
     return NULL;
 }
 
-/* The matrices a model may pack: the layers' seven and an untied output
- * (tied, it is the embedding, which is read by rows). */
+/* The matrices a model may pack: the layers' seven and the output, which
+ * when tied is the embedding too (model_pack shares the copy with
+ * tok_embd, whose lookups then read it by rows: kern_row_to_float). */
 static int pack_candidates(pl_model *m, kern_matrix **out) {
     int n = 0;
-    if (m->output.data != m->tok_embd.data) out[n++] = &m->output;
+    out[n++] = &m->output;
     for (int il = 0; il < m->hp.n_layer; il++)
         for (int i = 0; i < PLAN_LAYER_MATS; i++) out[n++] = model_layer_mat(&m->layers[il], i);
     return n;
@@ -128,6 +129,7 @@ pl_status model_pack(pl_model *m) {
         if (ws[i]->packed)
             pack_drop(ws[i]->data,
                       (const uint8_t *)ws[i]->data + quant_row_size(ws[i]->type, ws[i]->n_in) * (size_t)ws[i]->n_out);
+    if (m->output.data == m->tok_embd.data) m->tok_embd.packed = m->output.packed;
     free(ws);
     return st;
 }
@@ -142,5 +144,8 @@ void model_unpack(pl_model *m, kern_matrix *w) {
             m->pm.pack_held -= mem_held(quant_row_size(w->type, w->n_in) * (size_t)w->n_out);
             break;
         }
+    /* a tied embedding shares the output's copy */
+    if (m->tok_embd.packed == w->packed && w != &m->tok_embd) m->tok_embd.packed = NULL;
+    if (m->output.packed == w->packed && w != &m->output) m->output.packed = NULL;
     w->packed = NULL;
 }

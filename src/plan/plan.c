@@ -155,10 +155,13 @@ pl_status plan_describe(const gguf_file *f, plan_model *pm) {
         pm->layers_bytes += t->nbytes;
         if (t->n_dims >= 2 && t->ne[1] > 1) plan_add_shape(pm, t->type, t->ne[0]);
     }
+    /* a tied embedding is the output matrix too: packed, its lookups read
+     * rows from the copy (kern_row_to_float) */
+    const bool tied = gguf_find_tensor(f, "output.weight") == NULL;
     for (uint64_t i = 0; i < f->n_tensors; i++) {
         const gguf_tensor *t = &f->tensors[i];
-        if (t->n_dims == 2 && plan_packable_name(t->name) && kern_pack_pays(t->type, t->ne[0], t->ne[1]))
-        {
+        const bool packable = plan_packable_name(t->name) || (tied && gguf_str_eq(t->name, "token_embd.weight"));
+        if (t->n_dims == 2 && packable && kern_pack_pays(t->type, t->ne[0], t->ne[1])) {
             pm->pack_bytes += t->nbytes;
             pm->pack_held += mem_held((size_t)t->nbytes);
         }

@@ -65,7 +65,8 @@ typedef struct plan_model {
 extern const char *const plan_layer_mat_names[PLAN_LAYER_MATS];
 
 /* Is tensor `name` a matrix the model packs when kern_pack_pays (the
- * matmul weights of the layers, and output.weight)? */
+ * matmul weights of the layers, and output.weight)? A tied model's
+ * token_embd.weight is packed too (plan_describe). */
 bool plan_packable_name(gguf_str name);
 
 /* Read the numbers from a parsed header. Fails (PL_ERR_FORMAT/UNSUPPORTED)

@@ -273,10 +273,7 @@ static void gr_embed(train_graph *g, const int32_t *tokens) {
         for (int n = 0; n < g->N; n++)
             memcpy(x + (size_t)n * C, m->tok_embd.w + (size_t)tokens[n] * C, sizeof(float) * (size_t)C);
     } else {
-        const quant_traits *tr = quant_get(m->tok_embd.base.type);
-        const size_t rs = quant_row_size(m->tok_embd.base.type, C);
-        for (int n = 0; n < g->N; n++)
-            tr->to_float((const uint8_t *)m->tok_embd.base.data + (size_t)tokens[n] * rs, x + (size_t)n * C, C);
+        for (int n = 0; n < g->N; n++) kern_row_to_float(&m->tok_embd.base, tokens[n], x + (size_t)n * C);
     }
 }
 
