@@ -119,6 +119,11 @@ void kern_packed_tiles_force(int on) {
         g_table.packed_tiles[t] = on < 0 ? def.packed_tiles[t] : (on && g_table.gemm[t].rows && g_table.packed[t].rows);
 }
 
+bool kern_vnni_packed_wanted(void) {
+    const char *e = getenv("PL_KERNELS_NO_VNNI");
+    return !e || !*e || !strcmp(e, "0");
+}
+
 kern_level kern_level_get(void) { return kern_ops_get()->level; }
 
 const char *kern_level_name(void) { return k_levels[kern_ops_get()->level].name; }

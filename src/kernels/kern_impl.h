@@ -109,6 +109,13 @@ void kern_avx2_install_ops(kern_ops *ops);   /* x86_avx2_ops.c: float kernels */
 void kern_avx2_install_gemm(kern_ops *ops);  /* x86_avx2_gemm.c: tiled matmul */
 void kern_avx2_install_attn_q8(kern_ops *ops); /* x86_avx2_attn_q8.c: Q8_0 KV attention */
 void kern_avx2_install_packed(kern_ops *ops); /* x86_avx2_packed.c: packed-weight matmul */
+/* The Q4_0 and Q8_0 packed kernels with VPDPBUSD: AVX-VNNI (x86_avxvnni_packed.c,
+ * from kern_avx2_install_packed) and AVX512-VNNI + VL (x86_avx512_packed.c, from
+ * kern_avx512_install); kern_vnni_packed_wanted: PL_KERNELS_NO_VNNI unset (a
+ * switch for comparing them with the maddubs kernels on one machine). */
+void kern_avxvnni_install_packed(kern_ops *ops);
+void kern_avx512vnni_install_packed(kern_ops *ops);
+bool kern_vnni_packed_wanted(void);
 /* x86_avx2_gemm.c's Q8_0 activation rows (int8 levels, then per block the
  * scale and scale * sum as floats), shared with x86_avx2_packed.c */
 size_t kern_avx2_b32_act_size(int64_t n_in);

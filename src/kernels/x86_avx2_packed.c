@@ -23,10 +23,25 @@
 
 #include "kern_impl.h"
 
+/* PK_VNNI: 0 here; x86_avxvnni_packed.c (1: AVX-VNNI) and
+ * x86_avx512_packed.c (2: AVX512-VNNI on 256-bit vectors) compile this file
+ * again with their own target, where the Q4_0 and Q8_0 kernels accumulate
+ * with VPDPBUSD (u8 x s8, 4 products into an int32 lane: one instruction for
+ * maddubs + madd + add), and install only those two. */
+#ifndef PK_VNNI
+#define PK_VNNI 0
+#define PK_INSTALL kern_avx2_install_packed
 #if defined(__clang__)
 #pragma clang attribute push(__attribute__((target("avx2,fma,f16c"))), apply_to = function)
 #elif defined(__GNUC__)
 #pragma GCC target("avx2,fma,f16c")
+#endif
+#endif
+
+#if PK_VNNI == 1
+#define PK_DPBUSD(acc, u, s) _mm256_dpbusd_avx_epi32(acc, u, s)
+#elif PK_VNNI == 2
+#define PK_DPBUSD(acc, u, s) _mm256_dpbusd_epi32(acc, u, s)
 #endif
 
 #include "x86_avx2_util.h"
@@ -72,6 +87,7 @@ static inline __attribute__((always_inline)) void pk_group(const kern_gemm_job *
         acc[t] = _mm256_setzero_ps();
     }
     const __m256i m4 = _mm256_set1_epi8(0xF), ones = _mm256_set1_epi16(1);
+    (void)ones; /* the VNNI variant sums in int32 directly */
     const __m256 eight = _mm256_set1_ps(8.0f);
     const uint8_t *o = grp;
     for (int64_t b = 0; b < nb; b++, o += PK_BLOCK) {
@@ -86,14 +102,24 @@ static inline __attribute__((always_inline)) void pk_group(const kern_gemm_job *
             PK_UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *y = q[t] + 32 * b + 4 * k;
+#if PK_VNNI
+                s[t] = PK_DPBUSD(s[t], lo, pk_bcast(y));
+                s[t] = PK_DPBUSD(s[t], hi, pk_bcast(y + 16));
+#else
                 s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(lo, pk_bcast(y)));
                 s[t] = _mm256_add_epi16(s[t], _mm256_maddubs_epi16(hi, pk_bcast(y + 16)));
+#endif
                 PK_PIN(s[t]);
             }
         }
         PK_UNROLL
         for (int t = 0; t < nt; t++) {
-            const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(_mm256_madd_epi16(s[t], ones)),
+#if PK_VNNI
+            const __m256i si = s[t]; /* already int32 */
+#else
+            const __m256i si = _mm256_madd_epi16(s[t], ones);
+#endif
+            const __m256 v = _mm256_fmsub_ps(_mm256_cvtepi32_ps(si),
                                              _mm256_broadcast_ss(&dy[t][b]),
                                              _mm256_mul_ps(eight, _mm256_broadcast_ss(&ys[t][b])));
             acc[t] = _mm256_fmadd_ps(dw, v, acc[t]);
@@ -142,6 +168,7 @@ static inline __attribute__((always_inline)) void pk8_group(const kern_gemm_job 
         acc[t] = j->bias ? _mm256_loadu_ps(j->bias + row0) : _mm256_setzero_ps();
     }
     const __m256i ones = _mm256_set1_epi16(1);
+    (void)ones;
     const uint8_t *o = grp;
     for (int64_t b = 0; b < nb; b++, o += PK8_BLOCK) {
         __m256i s[PK_MAX_NT];
@@ -153,7 +180,11 @@ static inline __attribute__((always_inline)) void pk8_group(const kern_gemm_job 
             PK_UNROLL
             for (int t = 0; t < nt; t++) {
                 const __m256i y = _mm256_sign_epi8(pk_bcast(q[t] + 32 * b + 4 * k), w);
+#if PK_VNNI
+                s[t] = PK_DPBUSD(s[t], aw, y);
+#else
                 s[t] = _mm256_add_epi32(s[t], _mm256_madd_epi16(_mm256_maddubs_epi16(aw, y), ones));
+#endif
                 PK_PIN(s[t]);
             }
         }
@@ -180,6 +211,8 @@ static void pk_rows_q8_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
         }
     }
 }
+
+#if !PK_VNNI /* the K-quants keep maddubs: their int16 sums meet int16 scales in madd */
 
 /* ------------------------------------------------------------- Q4_K */
 
@@ -405,7 +438,13 @@ static inline __attribute__((always_inline)) void pk_k_rows(const kern_gemm_job 
 static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) { pk_k_rows(j, r0, r1, 0); }
 static void pk_rows_q6_K(const kern_gemm_job *j, int64_t r0, int64_t r1) { pk_k_rows(j, r0, r1, 1); }
 
-void kern_avx2_install_packed(kern_ops *o) {
+#endif /* !PK_VNNI */
+
+void PK_INSTALL(kern_ops *o) {
+#if PK_VNNI
+    o->packed[QT_Q4_0].rows = pk_rows_q4_0; /* on the AVX2 entries' activations */
+    o->packed[QT_Q8_0].rows = pk_rows_q8_0;
+#else
     o->packed[QT_Q4_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q4_0, PK_ROWS, 1};
     o->packed_pays[QT_Q4_0] = true;
     o->packed[QT_Q8_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q8_0, PK_ROWS, 1};
@@ -414,6 +453,8 @@ void kern_avx2_install_packed(kern_ops *o) {
     o->packed_pays[QT_Q4_K] = true;
     o->packed[QT_Q6_K].rows = pk_rows_q6_K; /* the portable entry's Q8_K activations */
     o->packed_pays[QT_Q6_K] = true;
+    if (kern_cpu_features()->avx_vnni && kern_vnni_packed_wanted()) kern_avxvnni_install_packed(o);
+#endif
 }
 
 #if defined(__clang__)

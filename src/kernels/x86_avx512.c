@@ -288,6 +288,7 @@ void kern_avx512_install(kern_ops *o) {
          * keep the file layout; packed Q4_0, Q8_0 and Q4_K beat the row dots
          * in every figure */
         o->packed_pays[QT_Q6_K] = false;
+        if (kern_vnni_packed_wanted()) kern_avx512vnni_install_packed(o);
     }
     if (c->avx512_bf16) kern_avx512_install_bf16(o);
 }
