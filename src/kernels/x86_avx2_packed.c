@@ -25,9 +25,10 @@
 
 /* PK_VNNI: 0 here; x86_avxvnni_packed.c (1: AVX-VNNI) and
  * x86_avx512_packed.c (2: AVX512-VNNI on 256-bit vectors) compile this file
- * again with their own target, where the Q4_0 and Q8_0 kernels accumulate
- * with VPDPBUSD (u8 x s8, 4 products into an int32 lane: one instruction for
- * maddubs + madd + add), and install only those two. */
+ * again with their own target, where the Q4_0, Q8_0 and Q4_K kernels
+ * accumulate with VPDPBUSD (u8 x s8, 4 products into an int32 lane: one
+ * instruction for maddubs + madd + add; Q4_K then scales its int32 sub-block
+ * sums by mullo instead of madd on int16 sums). */
 #ifndef PK_VNNI
 #define PK_VNNI 0
 #define PK_INSTALL kern_avx2_install_packed
@@ -212,8 +213,6 @@ static void pk_rows_q8_0(const kern_gemm_job *j, int64_t r0, int64_t r1) {
     }
 }
 
-#if !PK_VNNI /* the K-quants keep maddubs: their int16 sums meet int16 scales in madd */
-
 /* ------------------------------------------------------------- Q4_K */
 
 /* Lane r = the int16 pair (v[r], v[r]) of 8 bytes v, for madd. */
@@ -282,16 +281,31 @@ static inline __attribute__((always_inline)) void pk_q4_K_units(const uint8_t *u
             PK_UNROLL
             for (int t = 0; t < nt; t++) {
                 const int8_t *q8 = y[t]->qs + 64 * p + 4 * k;
+#if PK_VNNI
+                lo[t] = PK_DPBUSD(lo[t], l, pk_bcast(q8));
+                hi[t] = PK_DPBUSD(hi[t], h, pk_bcast(q8 + 32));
+#else
                 lo[t] = _mm256_add_epi16(lo[t], _mm256_maddubs_epi16(l, pk_bcast(q8)));
                 hi[t] = _mm256_add_epi16(hi[t], _mm256_maddubs_epi16(h, pk_bcast(q8 + 32)));
+#endif
                 PK_PIN(lo[t]);
                 PK_PIN(hi[t]);
             }
         }
+#if PK_VNNI
+        /* int32 sub-block sums times each row's scale: the low half of its pair */
+        const __m256i m16 = _mm256_set1_epi32(0xFFFF);
+        const __m256i s0 = _mm256_and_si256(sc[2 * p], m16), s1 = _mm256_and_si256(sc[2 * p + 1], m16);
+        PK_UNROLL
+        for (int t = 0; t < nt; t++)
+            isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_mullo_epi32(lo[t], s0),
+                                                                 _mm256_mullo_epi32(hi[t], s1)));
+#else
         PK_UNROLL
         for (int t = 0; t < nt; t++)
             isum[t] = _mm256_add_epi32(isum[t], _mm256_add_epi32(_mm256_madd_epi16(lo[t], sc[2 * p]),
                                                                  _mm256_madd_epi16(hi[t], sc[2 * p + 1])));
+#endif
     }
     PK_UNROLL
     for (int t = 0; t < nt; t++) {
@@ -438,12 +452,12 @@ static inline __attribute__((always_inline)) void pk_k_rows(const kern_gemm_job 
 static void pk_rows_q4_K(const kern_gemm_job *j, int64_t r0, int64_t r1) { pk_k_rows(j, r0, r1, 0); }
 static void pk_rows_q6_K(const kern_gemm_job *j, int64_t r0, int64_t r1) { pk_k_rows(j, r0, r1, 1); }
 
-#endif /* !PK_VNNI */
-
 void PK_INSTALL(kern_ops *o) {
 #if PK_VNNI
     o->packed[QT_Q4_0].rows = pk_rows_q4_0; /* on the AVX2 entries' activations */
     o->packed[QT_Q8_0].rows = pk_rows_q8_0;
+    o->packed[QT_Q4_K].rows = pk_rows_q4_K;
+    o->packed[QT_Q6_K].rows = pk_rows_q6_K; /* unchanged: two maddubs per madd need no VNNI */
 #else
     o->packed[QT_Q4_0] = (kern_gemm){kern_avx2_b32_act_size, kern_avx2_b32_act_pack, pk_rows_q4_0, PK_ROWS, 1};
     o->packed_pays[QT_Q4_0] = true;
