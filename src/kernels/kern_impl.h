@@ -100,6 +100,10 @@ void kern_ref_attn_values_q8_0(float *out, const float *w, const void *v, size_t
 /* pack.c: the portable kernels of packed weights (installed at every level). */
 void kern_pack_install_ref(kern_ops *ops);
 
+/* dispatch.c: PL_KERNELS_NO_VNNI unset (a switch for comparing the VPDPBUSD
+ * packed kernels with the maddubs ones on one machine). Every build has it. */
+bool kern_vnni_packed_wanted(void);
+
 /* ISA installers: overwrite the entries they implement. Each exists only in
  * builds for its architecture (x86_avx2*.c compile to nothing elsewhere). */
 #if defined(__x86_64__) || defined(__i386__)
@@ -109,13 +113,11 @@ void kern_avx2_install_ops(kern_ops *ops);   /* x86_avx2_ops.c: float kernels */
 void kern_avx2_install_gemm(kern_ops *ops);  /* x86_avx2_gemm.c: tiled matmul */
 void kern_avx2_install_attn_q8(kern_ops *ops); /* x86_avx2_attn_q8.c: Q8_0 KV attention */
 void kern_avx2_install_packed(kern_ops *ops); /* x86_avx2_packed.c: packed-weight matmul */
-/* The Q4_0 and Q8_0 packed kernels with VPDPBUSD: AVX-VNNI (x86_avxvnni_packed.c,
- * from kern_avx2_install_packed) and AVX512-VNNI + VL (x86_avx512_packed.c, from
- * kern_avx512_install); kern_vnni_packed_wanted: PL_KERNELS_NO_VNNI unset (a
- * switch for comparing them with the maddubs kernels on one machine). */
+/* The Q4_0, Q8_0 and Q4_K packed kernels with VPDPBUSD: AVX-VNNI
+ * (x86_avxvnni_packed.c, from kern_avx2_install_packed) and AVX512-VNNI + VL
+ * (x86_avx512_packed.c, from kern_avx512_install), when kern_vnni_packed_wanted. */
 void kern_avxvnni_install_packed(kern_ops *ops);
 void kern_avx512vnni_install_packed(kern_ops *ops);
-bool kern_vnni_packed_wanted(void);
 /* x86_avx2_gemm.c's Q8_0 activation rows (int8 levels, then per block the
  * scale and scale * sum as floats), shared with x86_avx2_packed.c */
 size_t kern_avx2_b32_act_size(int64_t n_in);
