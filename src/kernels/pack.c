@@ -54,6 +54,12 @@
 
 enum { PACK_ROWS = 8 };
 
+/* bytes of one row's block of any packed type: the buffers that unpack one */
+enum { PACK_MAX_BLOCK = sizeof(block_q6_K) };
+_Static_assert(PACK_MAX_BLOCK >= sizeof(block_q4_0) && PACK_MAX_BLOCK >= sizeof(block_q8_0) &&
+                   PACK_MAX_BLOCK >= sizeof(block_q4_K),
+               "the block buffers hold every packed type's block");
+
 typedef struct pack_desc {
     uint32_t type;
     int blck;      /* elements per block */
@@ -234,7 +240,7 @@ void kern_row_to_float(const kern_matrix *w, int64_t r, float *dst) {
     const pack_desc *p = pack_find(w->type);
     const int64_t nb = w->n_in / p->blck;
     const uint8_t *u = (const uint8_t *)w->packed + (size_t)(r / PACK_ROWS) * PACK_ROWS * row;
-    _Alignas(16) uint8_t block[sizeof(block_q6_K)]; /* the largest packed block (pack_ref_rows) */
+    _Alignas(16) uint8_t block[PACK_MAX_BLOCK];
     for (int64_t b = 0; b < nb; b++, u += PACK_ROWS * p->bytes) {
         p->unpack(u, (int)(r % PACK_ROWS), block);
         tr->to_float(block, dst + b * p->blck, p->blck);
@@ -260,10 +266,7 @@ static void pack_ref_rows(const kern_gemm_job *j, int64_t r0, int64_t r1, uint32
     const quant_traits *tr = quant_get(type);
     const int64_t nb = j->n_in / p->blck;
     const size_t unit = PACK_ROWS * p->bytes;
-    _Alignas(16) uint8_t block[sizeof(block_q6_K)];
-    _Static_assert(sizeof(block_q6_K) >= sizeof(block_q4_0) && sizeof(block_q6_K) >= sizeof(block_q8_0) &&
-                       sizeof(block_q6_K) >= sizeof(block_q4_K),
-                   "the block buffer holds every packed type's block");
+    _Alignas(16) uint8_t block[PACK_MAX_BLOCK];
     for (int64_t row = r0 / PACK_ROWS * PACK_ROWS; row < r1; row++) {
         const uint8_t *grp = j->w + (size_t)(row / PACK_ROWS) * PACK_ROWS * j->w_row;
         float *out = j->Y + row;

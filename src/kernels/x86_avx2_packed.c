@@ -2,9 +2,10 @@
  * x86_avx2_packed: AVX2 matmul on Q4_0, Q8_0, Q4_K and Q6_K weights packed 8 rows
  * at a time (pack.c's layouts), for decode and prompts alike.
  *
- * Q4_0 below; Q8_0 (signed levels: |w| times activations signed by w) and
+ * Q4_0 below; Q8_0 (signed levels: |w| times activations signed by w),
  * Q4_K (same scheme per 32-element sub-block, with its 6-bit scales and mins
- * applied per row lane by madd with int16 pairs) further down.
+ * applied per row lane by madd with int16 pairs) and Q6_K (int8 scales per
+ * 16-element sub-block, the same way) further down.
  *
  * Per block column of a group: one F16C conversion gives the 8 rows' scales;
  * each of four 32-byte loads gives 8 levels of every row, split into low and

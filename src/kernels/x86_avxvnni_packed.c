@@ -1,8 +1,10 @@
 /*
- * x86_avxvnni_packed: x86_avx2_packed.c's Q4_0 and Q8_0 kernels built with
+ * x86_avxvnni_packed: x86_avx2_packed.c's Q4_0, Q8_0 and Q4_K kernels built with
  * AVX-VNNI (VEX VPDPBUSD: Alder Lake and later Intel cores, Zen 5), which
  * kern_avx2_install_packed installs over its own where the CPU has it (and
  * PL_KERNELS_NO_VNNI is unset). Same integer sums, so the same results.
+ * Its Q6_K kernel, built here too, is the AVX2 one: two maddubs per madd
+ * gain nothing from VNNI.
  */
 #if defined(__x86_64__) || defined(__i386__)
 
